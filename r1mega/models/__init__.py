@@ -1,0 +1,1 @@
+"""Model definitions (typed configs) and the Megatron-Core model provider."""
