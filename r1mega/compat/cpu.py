@@ -22,6 +22,14 @@ plain PyTorch and runs fine.
    missing package with ``MagicMock`` objects, so ``multi_latent_attention`` imports "TE"
    successfully and sets ``HAVE_TE = True``; its ``isinstance(x, TELinear)`` checks then
    raise. The flag is set back to ``False`` when ``transformer_engine`` cannot be imported.
+7. A handful of modules allocate small bookkeeping tensors with a literal ``device="cuda"``
+   (loss scale, found-inf flag, clip-grad norms, the schedules' token counters, a DDP warm-up
+   buffer). In exactly the modules listed in :data:`CUDA_LITERAL_MODULES`, the module-global
+   name ``torch`` is replaced by :class:`_CpuTorch`, a proxy that forwards everything to
+   ``torch`` but rewrites ``device="cuda"`` to CPU in tensor factory functions.
+8. ``clip_grad_by_total_norm_fp32`` asserts ``param.grad.type() == 'torch.cuda.FloatTensor'``;
+   the optimizer module's reference to it is replaced by :func:`_clip_grad_by_total_norm_fp32`,
+   the same scaling (``grad *= max_norm / (total_norm + 1e-6)`` when that is < 1) without it.
 
 The shim refuses to run on a Megatron-Core version it was not checked against and does
 nothing at all when CUDA is available. Everything it changes is recorded in
@@ -83,6 +91,55 @@ class _NoOpStream:
 
     def __exit__(self, *exc):
         return False
+
+
+CUDA_LITERAL_MODULES = (
+    "megatron.core.optimizer.optimizer",
+    "megatron.core.optimizer.clip_grads",
+    "megatron.core.optimizer.grad_scaler",
+    "megatron.core.pipeline_parallel.schedules",
+    "megatron.core.distributed.param_and_grad_buffer",
+    "megatron.core.utils",
+)
+_FACTORIES = ("tensor", "zeros", "ones", "empty", "full", "arange", "zeros_like", "ones_like")
+
+
+def _to_cpu_device(device):
+    if device is None:
+        return None
+    if isinstance(device, str) and device.startswith("cuda"):
+        return "cpu"
+    if isinstance(device, torch.device) and device.type == "cuda":
+        return torch.device("cpu")
+    return device
+
+
+class _CpuTorch:
+    """``torch`` for modules that hard-code ``device="cuda"``: factories allocate on CPU."""
+
+    def __getattr__(self, name):
+        attr = getattr(torch, name)
+        if name in _FACTORIES:
+
+            def factory(*args, **kwargs):
+                if "device" in kwargs:
+                    kwargs["device"] = _to_cpu_device(kwargs["device"])
+                return attr(*args, **kwargs)
+
+            return factory
+        return attr
+
+
+def _clip_grad_by_total_norm_fp32(parameters, max_norm, total_norm, use_decoupled_grad=False):
+    """Megatron's clip-by-total-norm without the CUDA tensor-type assertion (redirect 8)."""
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    attr = "decoupled_grad" if use_decoupled_grad else "grad"
+    grads = [getattr(p, attr) for p in parameters if getattr(p, attr, None) is not None]
+    clip_coeff = max_norm / (total_norm + 1.0e-6)
+    if clip_coeff < 1.0:
+        for g in grads:
+            g.detach().mul_(clip_coeff)
 
 
 def _cpu_tracker_class():
@@ -152,7 +209,16 @@ def enable() -> bool:
     if not hasattr(moe_utils, "te_general_gemm"):
         moe_utils.te_general_gemm = None
         APPLIED.append("te_general_gemm")
+    import importlib
     import importlib.util
+
+    for name in CUDA_LITERAL_MODULES:
+        importlib.import_module(name).torch = _CpuTorch()
+    APPLIED.append("cuda_literal_factories")
+    from megatron.core.optimizer import optimizer as moptimizer
+
+    moptimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_fp32
+    APPLIED.append("clip_grad_by_total_norm_fp32")
 
     if importlib.util.find_spec("transformer_engine") is None:
         from megatron.core.transformer import multi_latent_attention

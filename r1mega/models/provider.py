@@ -1,0 +1,187 @@
+"""Build Megatron-Core ``GPTModel``s from a :class:`ModelConfig`.
+
+Three choices are made here and nowhere else:
+
+* the ``TransformerConfig`` (``MLATransformerConfig`` for MLA models) that carries the
+  architecture, the parallel sizes and the precision into Megatron;
+* the layer spec: ``local`` uses Megatron-Core's own modules (plus r1mega's SDPA core
+  attention, which handles MLA's distinct key/value head sizes) and runs on CPU; ``te`` uses
+  Transformer Engine modules, required for FP8; ``auto`` picks ``te`` when CUDA and TE exist;
+* the ``ModuleSpec`` swap is the only place implementation variants differ; layers never branch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+
+import torch
+import torch.nn.functional as F
+
+from r1mega.models.config import ModelConfig
+from r1mega.models.precision import PrecisionConfig
+from r1mega.parallel.dims import ParallelDims
+
+
+def resolve_spec(model: ModelConfig) -> str:
+    """'local' or 'te' for this machine and config."""
+    have_te = torch.cuda.is_available() and importlib.util.find_spec("transformer_engine") is not None
+    if model.spec == "auto":
+        return "te" if have_te else "local"
+    if model.spec == "te" and not have_te:
+        raise ValueError("model.spec=te needs CUDA and transformer-engine (pip install 'r1mega[gpu]')")
+    return model.spec
+
+
+def padded_vocab_size(vocab_size: int, tp: int, multiple: int = 128) -> int:
+    """Megatron pads the embedding so each TP shard is a multiple of ``multiple`` rows."""
+    step = multiple * tp
+    return ((vocab_size + step - 1) // step) * step
+
+
+def transformer_config(model: ModelConfig, dims: ParallelDims, precision: PrecisionConfig):
+    """The Megatron ``TransformerConfig`` for this model, layout and precision."""
+    from megatron.core.transformer.transformer_config import MLATransformerConfig, TransformerConfig
+
+    dtype = precision.torch_dtype()
+    kwargs = dict(
+        num_layers=model.num_layers,
+        hidden_size=model.hidden_size,
+        ffn_hidden_size=model.ffn_hidden_size,
+        num_attention_heads=model.num_attention_heads,
+        num_query_groups=model.num_query_groups,
+        kv_channels=model.kv_channels,
+        normalization="RMSNorm",
+        layernorm_epsilon=model.norm_epsilon,
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        add_bias_linear=False,
+        add_qkv_bias=model.add_qkv_bias,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        init_method_std=model.init_method_std,
+        rotary_base=model.rotary_base,
+        tensor_model_parallel_size=dims.tp,
+        pipeline_model_parallel_size=dims.pp,
+        virtual_pipeline_model_parallel_size=dims.vpp,
+        context_parallel_size=dims.cp,
+        expert_model_parallel_size=dims.ep,
+        expert_tensor_parallel_size=dims.etp,
+        sequence_parallel=dims.sequence_parallel,
+        params_dtype=dtype,
+        bf16=dtype == torch.bfloat16,
+        pipeline_dtype=dtype,
+        use_cpu_initialization=not torch.cuda.is_available(),
+        bias_dropout_fusion=False,
+        masked_softmax_fusion=False,
+        apply_rope_fusion=False,
+        gradient_accumulation_fusion=False,
+        persist_layer_norm=False,
+        attention_softmax_in_fp32=True,
+        mtp_num_layers=model.mtp_num_layers or None,
+        deterministic_mode=not torch.cuda.is_available(),
+        **_moe_kwargs(model),
+        **_fp8_kwargs(precision),
+    )
+    if not model.multi_latent_attention:
+        return TransformerConfig(**kwargs)
+    return MLATransformerConfig(
+        **kwargs,
+        multi_latent_attention=True,
+        q_lora_rank=model.q_lora_rank,
+        kv_lora_rank=model.kv_lora_rank,
+        qk_head_dim=model.qk_head_dim,
+        qk_pos_emb_head_dim=model.qk_pos_emb_head_dim,
+        v_head_dim=model.v_head_dim,
+        qk_layernorm=True,
+        rope_type="yarn" if model.rope_type == "yarn" else "rope",
+        rotary_scaling_factor=model.rope_scaling_factor,
+        original_max_position_embeddings=model.rope_original_max_position_embeddings,
+        beta_fast=model.yarn_beta_fast,
+        beta_slow=model.yarn_beta_slow,
+        mscale=model.yarn_mscale,
+        mscale_all_dim=model.yarn_mscale_all_dim,
+    )
+
+
+def _moe_kwargs(model: ModelConfig) -> dict:
+    if not model.is_moe:
+        return {}
+    return dict(
+        num_moe_experts=model.num_experts,
+        moe_ffn_hidden_size=model.moe_ffn_hidden_size,
+        moe_shared_expert_intermediate_size=model.moe_shared_expert_intermediate_size,
+        moe_router_topk=model.moe_router_topk,
+        moe_layer_freq=model.moe_layer_pattern(),
+        moe_router_score_function=model.moe_router_score_function,
+        moe_router_enable_expert_bias=model.moe_router_enable_expert_bias,
+        moe_router_bias_update_rate=model.moe_router_bias_update_rate,
+        moe_router_num_groups=model.moe_router_num_groups,
+        moe_router_group_topk=model.moe_router_group_topk,
+        moe_router_topk_scaling_factor=model.moe_router_topk_scaling_factor,
+        moe_router_pre_softmax=model.moe_router_score_function == "softmax",
+        moe_router_load_balancing_type="seq_aux_loss" if model.moe_aux_loss_coeff > 0 else "none",
+        moe_aux_loss_coeff=model.moe_aux_loss_coeff,
+        moe_router_dtype="fp32",
+        moe_token_dispatcher_type="alltoall",
+        moe_grouped_gemm=model.moe_grouped_gemm,
+        moe_permute_fusion=False,
+    )
+
+
+def _fp8_kwargs(precision: PrecisionConfig) -> dict:
+    if precision.fp8 is None:
+        return {}
+    return dict(fp8=precision.fp8, fp8_recipe=precision.fp8_recipe, fp8_param=precision.fp8_param)
+
+
+def layer_spec(model: ModelConfig, config, spec: str):
+    """The decoder block spec: Megatron's layer specs with r1mega's local core attention."""
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
+
+    block = get_gpt_decoder_block_spec(config, use_transformer_engine=spec == "te", normalization="RMSNorm")
+    if spec == "local":
+        from r1mega.models.attention import SDPACoreAttention
+
+        for layer in block.layer_specs:
+            layer.submodules.self_attention.submodules.core_attention = SDPACoreAttention
+    return block
+
+
+def build_model(
+    model: ModelConfig,
+    dims: ParallelDims,
+    precision: PrecisionConfig,
+    pre_process: bool = True,
+    post_process: bool = True,
+    vp_stage: int | None = None,
+):
+    """One ``GPTModel`` chunk for this rank's pipeline stage (process groups must exist)."""
+    from megatron.core.models.gpt import GPTModel
+
+    spec = resolve_spec(model)
+    config = transformer_config(model, dims, precision)
+    rope_kwargs = {}
+    if model.rope_type == "llama3":
+        rope_kwargs = dict(rope_scaling=True, rope_scaling_factor=model.rope_scaling_factor)
+    gpt = GPTModel(
+        config=config,
+        transformer_layer_spec=layer_spec(model, config, spec),
+        vocab_size=padded_vocab_size(model.vocab_size, dims.tp),
+        max_sequence_length=model.max_position_embeddings,
+        pre_process=pre_process,
+        post_process=post_process,
+        share_embeddings_and_output_weights=model.tie_embeddings,
+        position_embedding_type="rope",  # MLA layers own their (YaRN) rope; GPTModel skips it
+        rotary_base=int(model.rotary_base),
+        vp_stage=vp_stage,
+        **rope_kwargs,
+    )
+    if torch.cuda.is_available():
+        gpt.cuda(torch.cuda.current_device())
+    return gpt
+
+
+def describe(model: ModelConfig) -> dict:
+    """A JSON-able record of the architecture (stored beside checkpoints)."""
+    return dataclasses.asdict(model)

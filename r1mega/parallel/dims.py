@@ -1,0 +1,170 @@
+"""``ParallelDims``: validate every parallel size once, then build Megatron's process groups.
+
+Megatron-Core lays ranks out as ``world = tp * cp * dp * pp`` for dense layers and, for the MoE
+layers, re-folds ``tp * cp * dp`` into ``etp * ep * edp`` (expert data parallel). The
+constraints below are what Megatron asserts deep inside its initialisation; checking them here
+turns each into one message that names the config keys, before any process group exists.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from r1mega.models.config import ModelConfig
+from r1mega.parallel.config import ParallelConfig
+
+
+@dataclass(frozen=True)
+class ParallelDims:
+    """Resolved parallel sizes; construct with :meth:`resolve`."""
+
+    world_size: int
+    tp: int
+    pp: int
+    cp: int
+    dp: int
+    ep: int
+    etp: int
+    vpp: int | None
+    sequence_parallel: bool
+
+    @property
+    def expert_dp(self) -> int:
+        return self.world_size // (self.pp * self.ep * self.etp)
+
+    @classmethod
+    def resolve(
+        cls,
+        cfg: ParallelConfig,
+        world_size: int,
+        model: ModelConfig | None = None,
+        global_batch_size: int | None = None,
+        micro_batch_size: int | None = None,
+    ) -> "ParallelDims":
+        """Check every constraint and return resolved sizes; ValueError names the keys."""
+        for key in ("tp", "pp", "ep", "etp", "cp"):
+            if getattr(cfg, key) < 1:
+                raise ValueError(f"parallel.{key} must be >= 1, got {getattr(cfg, key)}")
+        model_par = cfg.tp * cfg.pp * cfg.cp
+        if world_size % model_par:
+            raise ValueError(
+                f"world size {world_size} is not divisible by parallel.tp*pp*cp = "
+                f"{cfg.tp}*{cfg.pp}*{cfg.cp} = {model_par}"
+            )
+        dp = world_size // model_par if cfg.dp == -1 else cfg.dp
+        if dp * model_par != world_size:
+            raise ValueError(
+                f"parallel.tp*pp*cp*dp = {cfg.tp}*{cfg.pp}*{cfg.cp}*{dp} = {dp * model_par} "
+                f"does not equal the world size {world_size}"
+            )
+        if (cfg.tp * cfg.cp * dp) % (cfg.ep * cfg.etp):
+            raise ValueError(
+                f"parallel.ep*etp = {cfg.ep}*{cfg.etp} must divide parallel.tp*cp*dp = "
+                f"{cfg.tp}*{cfg.cp}*{dp} (experts are laid out over the same ranks)"
+            )
+        sp = cfg.tp > 1 if cfg.sequence_parallel is None else cfg.sequence_parallel
+        if sp and cfg.tp == 1:
+            sp = False
+        if cfg.vpp is not None and (cfg.vpp < 1 or cfg.pp == 1):
+            raise ValueError(f"parallel.vpp={cfg.vpp} needs parallel.pp > 1 and vpp >= 1")
+        dims = cls(world_size, cfg.tp, cfg.pp, cfg.cp, dp, cfg.ep, cfg.etp, cfg.vpp, sp)
+        if model is not None:
+            dims._check_model(model)
+        if global_batch_size is not None and micro_batch_size is not None:
+            dims._check_batch(global_batch_size, micro_batch_size)
+        return dims
+
+    def _check_model(self, m: ModelConfig) -> None:
+        if m.num_attention_heads % self.tp:
+            raise ValueError(
+                f"parallel.tp={self.tp} does not divide model.num_attention_heads="
+                f"{m.num_attention_heads}"
+            )
+        if not m.multi_latent_attention and m.kv_heads % self.tp:
+            raise ValueError(
+                f"parallel.tp={self.tp} does not divide the key/value heads "
+                f"(model.num_query_groups={m.kv_heads})"
+            )
+        if m.ffn_hidden_size % self.tp:
+            raise ValueError(f"parallel.tp={self.tp} does not divide model.ffn_hidden_size={m.ffn_hidden_size}")
+        stages = self.pp * (self.vpp or 1)
+        if m.num_layers % stages:
+            raise ValueError(
+                f"model.num_layers={m.num_layers} cannot be split evenly into parallel.pp"
+                f"{'*vpp' if self.vpp else ''}={stages} pipeline stages"
+            )
+        if m.is_moe:
+            if m.num_experts % self.ep:
+                raise ValueError(f"parallel.ep={self.ep} does not divide model.num_experts={m.num_experts}")
+            if m.moe_ffn_hidden_size % self.etp:
+                raise ValueError(
+                    f"parallel.etp={self.etp} does not divide model.moe_ffn_hidden_size={m.moe_ffn_hidden_size}"
+                )
+            if self.tp > 1 and not self.sequence_parallel:
+                raise ValueError("MoE with parallel.tp > 1 needs parallel.sequence_parallel=true")
+        elif self.ep > 1 or self.etp > 1:
+            raise ValueError(f"parallel.ep={self.ep}/etp={self.etp} > 1 needs a MoE model (model.num_experts)")
+        if self.cp > 1 and m.spec == "local":
+            raise ValueError("parallel.cp > 1 needs the Transformer Engine spec (model.spec=te)")
+
+    def _check_batch(self, gbs: int, mbs: int) -> None:
+        if mbs < 1 or gbs < 1:
+            raise ValueError(f"trainer.global_batch_size={gbs} and trainer.micro_batch_size={mbs} must be >= 1")
+        if gbs % (mbs * self.dp):
+            raise ValueError(
+                f"trainer.global_batch_size={gbs} is not divisible by trainer.micro_batch_size*dp = "
+                f"{mbs}*{self.dp} = {mbs * self.dp}"
+            )
+
+    def num_microbatches(self, gbs: int, mbs: int) -> int:
+        return gbs // (mbs * self.dp)
+
+    def build(self, backend: str = "auto", seed: int = 1234) -> None:
+        """Initialise torch.distributed (env:// as torchrun sets it) and Megatron's groups."""
+        from megatron.core import parallel_state, tensor_parallel
+
+        from r1mega.compat import cpu
+
+        cpu.enable()
+        if backend == "auto":
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if not dist.is_initialized():
+            if torch.cuda.is_available():
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(_free_port()))
+            dist.init_process_group(
+                backend,
+                rank=int(os.environ.get("RANK", 0)),
+                world_size=int(os.environ.get("WORLD_SIZE", 1)),
+            )
+        if dist.get_world_size() != self.world_size:
+            raise ValueError(f"launched with {dist.get_world_size()} processes, layout expects {self.world_size}")
+        if parallel_state.model_parallel_is_initialized():
+            parallel_state.destroy_model_parallel()
+        parallel_state.initialize_model_parallel(
+            tensor_model_parallel_size=self.tp,
+            pipeline_model_parallel_size=self.pp,
+            virtual_pipeline_model_parallel_size=self.vpp,
+            context_parallel_size=self.cp,
+            expert_model_parallel_size=self.ep,
+            expert_tensor_parallel_size=self.etp,
+        )
+        cpu.reset_rng_tracker()
+        tensor_parallel.model_parallel_cuda_manual_seed(seed)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def world_size_from_env() -> int:
+    return int(os.environ.get("WORLD_SIZE", 1))
