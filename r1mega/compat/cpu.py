@@ -31,6 +31,15 @@ plain PyTorch and runs fine.
    the optimizer module's reference to it is replaced by :func:`_clip_grad_by_total_norm_fp32`,
    the same scaling (``grad *= max_norm / (total_norm + 1e-6)`` when that is < 1) without it.
 
+9. ``WrappedTorchNorm`` (the local spec's norm without Apex) asserts
+   ``not config.sequence_parallel``, which blocks every MoE layout with TP > 1 (Megatron requires
+   sequence parallelism there). The norm is built exactly as before and its parameters are
+   tagged ``sequence_parallel`` like Apex/TE norms, so ``finalize_model_grads`` all-reduces their
+   gradients over TP.
+10. ``maybe_move_tensor_to_cpu(..., as_numpy=True)`` only converts CUDA tensors; on CPU the MoE
+   all-to-all dispatcher then hands tensors to ``all_to_all_single`` as split sizes, which
+   gloo rejects. The redirect converts CPU tensors to numpy when asked, as it does for CUDA ones.
+
 The shim refuses to run on a Megatron-Core version it was not checked against and does
 nothing at all when CUDA is available. Everything it changes is recorded in
 :data:`APPLIED` so tests can assert on it.
@@ -225,7 +234,44 @@ def enable() -> bool:
 
         multi_latent_attention.HAVE_TE = False
         APPLIED.append("mla_have_te")
+
+    _allow_sequence_parallel_torch_norm()
+    APPLIED.append("torch_norm_sequence_parallel")
+    from megatron.core.transformer.moe import token_dispatcher
+
+    moe_utils.maybe_move_tensor_to_cpu = _maybe_move_tensor_to_cpu
+    token_dispatcher.maybe_move_tensor_to_cpu = _maybe_move_tensor_to_cpu
+    APPLIED.append("maybe_move_tensor_to_cpu")
     return True
+
+
+def _allow_sequence_parallel_torch_norm() -> None:
+    """Redirect 9: build torch norms under sequence parallelism, tagged like TE/Apex norms."""
+    from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
+    original = WrappedTorchNorm.__new__
+
+    def build(cls, config, hidden_size, eps=1e-5, **kwargs):
+        sequence_parallel = config.sequence_parallel
+        config.sequence_parallel = False
+        try:
+            norm = original(cls, config, hidden_size, eps, **kwargs)
+        finally:
+            config.sequence_parallel = sequence_parallel
+        for param in norm.parameters():
+            param.sequence_parallel = sequence_parallel
+        return norm
+
+    WrappedTorchNorm.__new__ = build
+
+
+def _maybe_move_tensor_to_cpu(tensor, as_numpy: bool = False, record_stream: bool = False):
+    """Redirect 10: Megatron's helper, but CPU tensors also become numpy arrays when asked."""
+    if torch.is_tensor(tensor) and as_numpy:
+        return tensor.detach().cpu().numpy()
+    if torch.is_tensor(tensor):
+        return tensor.cpu()
+    return tensor
 
 
 def reset_rng_tracker() -> None:

@@ -60,7 +60,6 @@ def transformer_config(model: ModelConfig, dims: ParallelDims, precision: Precis
         hidden_dropout=0.0,
         attention_dropout=0.0,
         init_method_std=model.init_method_std,
-        rotary_base=model.rotary_base,
         tensor_model_parallel_size=dims.tp,
         pipeline_model_parallel_size=dims.pp,
         virtual_pipeline_model_parallel_size=dims.vpp,
@@ -88,6 +87,7 @@ def transformer_config(model: ModelConfig, dims: ParallelDims, precision: Precis
     return MLATransformerConfig(
         **kwargs,
         multi_latent_attention=True,
+        rotary_base=model.rotary_base,  # MLA owns its rope; dense models get it via GPTModel
         q_lora_rank=model.q_lora_rank,
         kv_lora_rank=model.kv_lora_rank,
         qk_head_dim=model.qk_head_dim,
@@ -145,7 +145,28 @@ def layer_spec(model: ModelConfig, config, spec: str):
 
         for layer in block.layer_specs:
             layer.submodules.self_attention.submodules.core_attention = SDPACoreAttention
+            if model.multi_latent_attention:
+                layer.submodules.sharded_state_dict_keys_map = _te_keys_for_local_mla(layer)
     return block
+
+
+def _te_keys_for_local_mla(layer) -> dict:
+    """Checkpoint keys of a local MLA layer renamed to the TE spec's, so either spec loads it.
+
+    Megatron's local dense spec does this itself (``input_layernorm.`` ->
+    ``linear_qkv.layer_norm_``); its local MLA spec does not. TE fuses the q/kv latent norms into
+    ``linear_q_up_proj`` / ``linear_kv_up_proj`` and, in dense (non-MoE) layers, the pre-MLP
+    norm into ``mlp.linear_fc1``.
+    """
+    from megatron.core.transformer.mlp import MLP
+
+    keys = {
+        "self_attention.q_layernorm.": "self_attention.linear_q_up_proj.layer_norm_",
+        "self_attention.kv_layernorm.": "self_attention.linear_kv_up_proj.layer_norm_",
+    }
+    if layer.submodules.mlp.module is MLP:
+        keys["pre_mlp_layernorm."] = "mlp.linear_fc1.layer_norm_"
+    return keys
 
 
 def build_model(

@@ -1,0 +1,91 @@
+"""The whole run's configuration as one typed tree, and the one place it is validated.
+
+Hydra composes YAML from ``conf/`` onto this schema (registered in :mod:`r1mega.config.store`),
+so an unknown key or a wrong type fails while composing, naming the key. After every override
+is applied, :func:`to_config` converts the ``DictConfig`` to these dataclasses and
+:meth:`R1Config.validate` checks cross-field constraints once; no code below the entry point
+ever sees a ``DictConfig``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from r1mega.data.config import DataConfig
+from r1mega.models.config import ModelConfig
+from r1mega.parallel.config import ParallelConfig
+from r1mega.parallel.dims import ParallelDims
+from r1mega.training.config import OptimConfig, TrainerConfig
+
+STAGES = (
+    "sft",
+    "r1_zero",
+    "reasoning_rl",
+    "rejection_sampling",
+    "distill_generate",
+    "all_scenario_rl",
+    "eval",
+)
+
+
+@dataclass
+class StageConfig:
+    """Which stage of the recipe this run executes."""
+
+    name: str = "sft"
+    """One of sft, r1_zero, reasoning_rl, rejection_sampling, distill_generate,
+    all_scenario_rl, eval."""
+    label: Optional[str] = None
+    """Free-form label recorded in metrics (e.g. cold_start, distill); defaults to name."""
+
+
+@dataclass
+class R1Config:
+    """Root of the configuration tree (``r1mega-train --cfg job`` prints it resolved)."""
+
+    stage: StageConfig = field(default_factory=StageConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    run_dir: Optional[str] = None
+    """Output directory; filled from hydra.run.dir at start-up."""
+
+    def validate(self, world_size: int) -> ParallelDims:
+        """Check everything once; returns the resolved parallel layout."""
+        if self.stage.name not in STAGES:
+            raise ValueError(f"stage.name={self.stage.name!r} is not one of {STAGES}")
+        self.model.validate()
+        self.data.validate()
+        self.optim.validate()
+        self.trainer.validate()
+        if self.parallel.backend not in ("auto", "nccl", "gloo"):
+            raise ValueError(f"parallel.backend={self.parallel.backend!r} is not one of auto, nccl, gloo")
+        if self.trainer.micro_batch_size > self.trainer.global_batch_size:
+            raise ValueError(
+                f"trainer.micro_batch_size={self.trainer.micro_batch_size} exceeds "
+                f"trainer.global_batch_size={self.trainer.global_batch_size}"
+            )
+        if self.data.seq_length > self.model.max_position_embeddings:
+            raise ValueError(
+                f"data.seq_length={self.data.seq_length} exceeds model.max_position_embeddings="
+                f"{self.model.max_position_embeddings}"
+            )
+        return ParallelDims.resolve(
+            self.parallel,
+            world_size,
+            self.model,
+            self.trainer.global_batch_size,
+            self.trainer.micro_batch_size,
+        )
+
+
+def to_config(cfg) -> R1Config:
+    """DictConfig (after all overrides) -> R1Config dataclasses."""
+    from omegaconf import OmegaConf
+
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, R1Config), type(obj)
+    return obj

@@ -1,0 +1,105 @@
+"""Fill a live (possibly sharded) Megatron model from a Hugging Face checkpoint.
+
+For every mapping entry this rank owns (:func:`~r1mega.convert.sharding.local_name`), the HF
+tensors are read lazily, merged into the full Megatron tensor, cut to this rank's TP piece
+and copied into the parameter (or buffer: the router's expert bias). Nothing else is held in
+memory, so peak memory is the model shard plus the largest merged tensor.
+
+Every check happens before the first byte is read, and each error names the tensor:
+
+* :func:`check_hf_tensors` -- every HF tensor the mapping needs is present with the shape the
+  model expects, and the checkpoint has nothing the mapping does not know (skipped MTP
+  layers excepted);
+* while filling -- every Megatron parameter of the chunk is covered by exactly one entry.
+
+Used by the importer (then saved as a dist checkpoint) and directly by training or serving
+code that wants to start from HF weights without an offline conversion.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from r1mega.convert.hf_io import HFReader
+from r1mega.convert.mappings import MappingOptions, entries, skipped_hf_prefixes
+from r1mega.convert.sharding import global_shape, local_name, rank_layout, shard
+from r1mega.models.config import ModelConfig
+
+
+def mapping_options(cfg: ModelConfig, chunks: Iterable) -> MappingOptions:
+    """The mapping options matching how ``chunks`` were built (spec, grouped GEMM, MTP)."""
+    from r1mega.models.provider import resolve_spec
+
+    chunks = list(chunks)
+    spec = resolve_spec(cfg)
+    has_mtp = any(getattr(c, "mtp_process", False) for c in chunks)
+    return MappingOptions(spec=spec, grouped_gemm=cfg.moe_grouped_gemm and cfg.is_moe and spec == "te",
+                          include_mtp=has_mtp and cfg.mtp_num_layers > 0)
+
+
+def check_hf_tensors(reader: HFReader, cfg: ModelConfig, opts: MappingOptions) -> None:
+    """Raise ValueError naming the first missing, unexpected or misshapen HF tensor."""
+    table = entries(cfg, opts)
+    needed = {n for e in table for n in e.hf}
+    present = reader.names()
+    for e in table:
+        for name in e.hf:
+            if name not in present:
+                raise ValueError(f"HF checkpoint {reader.path} is missing tensor {name!r} "
+                                 f"(needed for Megatron {e.global_name})")
+    skipped = tuple(skipped_hf_prefixes(cfg, opts))
+    unexpected = sorted(n for n in present - needed if not (skipped and n.startswith(skipped)))
+    if unexpected:
+        more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
+        raise ValueError(f"HF checkpoint {reader.path} has tensor(s) the {cfg.family} mapping does not know: "
+                         f"{unexpected[:5]}{more} (does config.json match the weights?)")
+
+
+def expected_full_shape(entry, target: torch.Tensor, layout, cfg: ModelConfig) -> tuple:
+    rank, size = layout.tp_coords(entry)
+    shape = global_shape(tuple(target.shape), entry.tp, size)
+    if entry.tp == "vocab":
+        shape = (cfg.vocab_size, *shape[1:])
+    return shape
+
+
+def fill_from_hf(chunks, cfg: ModelConfig, reader: HFReader, opts: MappingOptions | None = None) -> int:
+    """Copy the HF weights into ``chunks`` (this rank's model chunks). Returns tensors filled."""
+    chunks = list(chunks)
+    opts = opts or mapping_options(cfg, chunks)
+    table = entries(cfg, opts)
+    filled = 0
+    for chunk in chunks:
+        layout = rank_layout(chunk, cfg.num_experts)
+        state = chunk.state_dict(keep_vars=True)
+        todo = {k for k in state if not k.endswith("_extra_state")}
+        for entry in table:
+            name = local_name(entry, layout)
+            if name is None or (entry.tied and name not in state):
+                continue
+            if name not in state:
+                raise ValueError(f"the Megatron model has no tensor {name!r} (mapped from HF {list(entry.hf)})")
+            _fill_one(entry, state[name], layout, cfg, reader)
+            todo.discard(name)
+            filled += 1
+        if todo:
+            raise ValueError(f"Megatron tensor(s) not covered by the {cfg.family} mapping: {sorted(todo)[:5]}")
+    return filled
+
+
+@torch.no_grad()
+def _fill_one(entry, target: torch.Tensor, layout, cfg: ModelConfig, reader: HFReader) -> None:
+    want = expected_full_shape(entry, target, layout, cfg)
+    shapes = [reader.shape(n) for n in entry.hf]
+    got = entry.merge.megatron_shape(shapes)
+    if tuple(got) != tuple(want):
+        detail = ", ".join(f"{n} {tuple(s)}" for n, s in zip(entry.hf, shapes))
+        raise ValueError(f"wrong shape: HF {detail} gives {tuple(got)} for Megatron {entry.global_name}, "
+                         f"which needs {tuple(want)}")
+    dtype = target.dtype
+    full = entry.merge.to_megatron([reader.get(n, dtype) for n in entry.hf])
+    rank, size = layout.tp_coords(entry)
+    rows = target.shape[0] * size if entry.tp == "vocab" else None  # the model's padded vocabulary
+    target.data.copy_(shard(full, entry.tp, rank, size, rows))

@@ -1,0 +1,88 @@
+"""Name mappings between Hugging Face checkpoints and Megatron-Core ``GPTModel`` parameters.
+
+One module per family (``deepseek_v3``, ``qwen2``, ``llama``) lists its tensors as
+:class:`~r1mega.convert.mappings.base.Entry` objects and translates its ``config.json``.
+This package is the single source of those facts: the offline converters, the streaming
+exporter and the vLLM weight bridge all walk :func:`entries`.
+
+>>> cfg = model_config_from_hf(json.load(open("config.json")))
+>>> for e in entries(cfg, MappingOptions(spec="te")):
+...     e.global_name, e.hf, e.merge, e.tp
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from r1mega.convert.mappings import deepseek_v3, llama, qwen2
+from r1mega.convert.mappings.base import Entry, MappingOptions
+from r1mega.convert.mappings.hf_config import ARCHITECTURE_EXEMPT
+from r1mega.models.config import ModelConfig
+
+FAMILY_MODULES: dict[str, ModuleType] = {"deepseek_v3": deepseek_v3, "qwen2": qwen2, "llama": llama}
+
+
+def family(name: str) -> ModuleType:
+    if name not in FAMILY_MODULES:
+        raise ValueError(f"model.family={name!r} has no checkpoint mapping (known: {sorted(FAMILY_MODULES)})")
+    return FAMILY_MODULES[name]
+
+
+def family_of_hf(raw: dict) -> str:
+    """The family of a ``config.json`` (by ``model_type``, else by ``architectures``)."""
+    model_type = raw.get("model_type")
+    if model_type in FAMILY_MODULES:
+        return model_type
+    archs = raw.get("architectures") or []
+    for name, mod in FAMILY_MODULES.items():
+        if mod.ARCHITECTURE in archs:
+            return name
+    known = ", ".join(f"{n} ({m.ARCHITECTURE})" for n, m in FAMILY_MODULES.items())
+    raise ValueError(f"unknown architecture: config.json model_type={model_type!r}, architectures={archs}; "
+                     f"supported: {known}")
+
+
+def model_config_from_hf(hf_config: dict, name: str | None = None) -> ModelConfig:
+    """Translate a HF ``config.json`` dict into a validated :class:`ModelConfig`."""
+    fam = family_of_hf(hf_config)
+    return family(fam).config_from_hf(hf_config, name=name or fam)
+
+
+def hf_config_from_model(cfg: ModelConfig, dtype: str | None = None) -> dict:
+    """The HF ``config.json`` dict for a :class:`ModelConfig` (``dtype``: e.g. ``"bfloat16"``)."""
+    out = family(cfg.family).config_to_hf(cfg)
+    if dtype is not None:
+        out["dtype"] = dtype
+    return out
+
+
+def entries(cfg: ModelConfig, opts: MappingOptions | None = None) -> list[Entry]:
+    """Every tensor of the model, in checkpoint order, with global layer/expert ids."""
+    return family(cfg.family).entries(cfg, opts or MappingOptions())
+
+
+def skipped_hf_prefixes(cfg: ModelConfig, opts: MappingOptions) -> list[str]:
+    """HF tensors that exist but are deliberately not mapped (MTP layers of a model without MTP)."""
+    if cfg.family == "deepseek_v3" and not opts.include_mtp:
+        return deepseek_v3.mtp_hf_prefixes(cfg)
+    return []
+
+
+def architecture_mismatches(a: ModelConfig, b: ModelConfig) -> list[str]:
+    """Fields (``model.<name>: a != b``) where two configs describe different weights."""
+    from dataclasses import fields
+
+    out = []
+    for f in fields(ModelConfig):
+        if f.name in ARCHITECTURE_EXEMPT:
+            continue
+        va, vb = getattr(a, f.name), getattr(b, f.name)
+        if va != vb:
+            out.append(f"model.{f.name}: {va!r} != {vb!r}")
+    return out
+
+
+__all__ = [
+    "Entry", "MappingOptions", "entries", "family", "family_of_hf", "model_config_from_hf",
+    "hf_config_from_model", "skipped_hf_prefixes", "architecture_mismatches",
+]

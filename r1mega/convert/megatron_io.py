@@ -1,0 +1,104 @@
+"""Build, save and load the Megatron side of a conversion at whatever layout this run has.
+
+A conversion runs either as one plain process (the model is built whole: TP=PP=EP=1) or
+under ``torchrun`` with ``WORLD_SIZE`` ranks, in which case the requested ``--tp/--pp/--ep/--etp``
+layout is built and every rank handles only its shard (memory per process ~ 1/world of the
+model). Checkpoints are ``dist_checkpointing`` with global keys either way, so the layout a
+checkpoint was written at never constrains the layout it is read at; the embedding and output
+layer are saved with ``allow_shape_mismatch`` so even a different vocabulary padding
+(``padded_vocab_size(vocab, tp)``) loads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from r1mega.convert.layout import MODEL_DIR
+from r1mega.models.config import ModelConfig
+from r1mega.models.precision import PrecisionConfig
+from r1mega.parallel.config import ParallelConfig
+from r1mega.parallel.dims import ParallelDims
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def intended_world(tp: int, pp: int, ep: int, etp: int) -> int:
+    """Smallest world size holding the layout (expert ranks fold into tp*dp)."""
+    dense = tp * pp
+    expert = ep * etp
+    dp = expert // math.gcd(tp, expert)
+    return dense * dp
+
+
+def resolve_layout(cfg: ModelConfig, tp: int = 1, pp: int = 1, ep: int = 1, etp: int = 1,
+                   world_size: int | None = None) -> ParallelDims:
+    """Validate a layout against the model (ValueError names the parallel.* / model.* key)."""
+    world = world_size or intended_world(tp, pp, ep, etp)
+    return ParallelDims.resolve(ParallelConfig(tp=tp, pp=pp, ep=ep, etp=etp), world, cfg)
+
+
+def setup(cfg: ModelConfig, tp: int = 1, pp: int = 1, ep: int = 1, etp: int = 1) -> ParallelDims:
+    """Process groups for this run: the given layout under torchrun, TP=PP=EP=1 when alone."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    dims = resolve_layout(cfg, tp, pp, ep, etp, world) if world > 1 else resolve_layout(cfg, world_size=1)
+    dims.build()
+    return dims
+
+
+def build_chunk(cfg: ModelConfig, dims: ParallelDims, dtype: str = "fp32"):
+    """This rank's ``GPTModel`` (its pipeline stage), in eval mode."""
+    from megatron.core import parallel_state as ps
+
+    from r1mega.models.provider import build_model
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not one of {sorted(DTYPES)}")
+    model = build_model(
+        cfg, dims, PrecisionConfig(dtype=dtype),
+        pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage(),
+    )
+    return model.eval()
+
+
+def save_model(chunk, path: str | Path) -> None:
+    """``dist_checkpointing.save`` of the chunk's sharded state dict (all ranks call this)."""
+    from megatron.core import dist_checkpointing
+
+    Path(path).mkdir(parents=True, exist_ok=True)
+    barrier()
+    dist_checkpointing.save(chunk.sharded_state_dict(), str(path))
+
+
+def load_model(chunk, iter_dir: str | Path) -> None:
+    """Read the chunk's shards from ``iter_dir/model`` (written at any layout)."""
+    from megatron.core import dist_checkpointing
+
+    path = Path(iter_dir) / MODEL_DIR
+    if not path.is_dir():
+        raise ValueError(f"{iter_dir} has no {MODEL_DIR}/ directory (not an r1mega checkpoint iteration)")
+    state = dist_checkpointing.load(chunk.sharded_state_dict(), str(path))
+    chunk.load_state_dict(state, strict=True)
+
+
+def stored_dtype(iter_dir: str | Path) -> str:
+    """'fp32' or 'bf16': the dtype the checkpoint's embedding was saved in."""
+    from megatron.core import dist_checkpointing
+
+    meta = dist_checkpointing.load_tensors_metadata(str(Path(iter_dir) / MODEL_DIR))
+    emb = meta.get("embedding.word_embeddings.weight")
+    dtype = emb.dtype if emb is not None else torch.float32
+    return "bf16" if dtype == torch.bfloat16 else "fp32"
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()

@@ -1,0 +1,61 @@
+"""Where training text comes from and how it is turned into tokens (``data=`` group)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from r1mega.data.synthetic import SyntheticTaskConfig
+from r1mega.data.templates import TEMPLATES
+
+
+@dataclass
+class DataConfig:
+    """A dataset: the bundled synthetic task or user JSONL/Parquet files."""
+
+    source: str = "synthetic"
+    """'synthetic' (bundled task) or 'files' (train_files / test_files below)."""
+    train_files: list = field(default_factory=list)
+    """JSONL (.jsonl) or Parquet (.parquet) files for training, when source=files."""
+    test_files: list = field(default_factory=list)
+    """Held-out files for evaluation, when source=files."""
+    prompt_key: str = "prompt"
+    """Field holding the question / user prompt."""
+    response_key: str = "response"
+    """Field holding the target response (SFT)."""
+    messages_key: Optional[str] = None
+    """Field holding an OpenAI-style message list instead of prompt/response (SFT)."""
+    answer_key: str = "answer"
+    """Field holding the gold answer (RL rewards, evaluation)."""
+    data_source_key: str = "data_source"
+    """Field naming the reward route (math, code, synthetic, ...); missing means default_source."""
+    default_source: str = "synthetic"
+    """data_source used when a record has none."""
+    tokenizer: str = "bundled"
+    """'bundled' or a local directory with Hugging Face tokenizer files."""
+    template: str = "chat"
+    """Prompt template: chat (tokenizer chat template), r1_zero (the paper's), plain."""
+    seq_length: int = 256
+    """Longest training sequence in tokens (prompt + response); longer samples are truncated."""
+    pack: bool = False
+    """Pack several samples into one sequence of seq_length (SFT); attention stays per sample."""
+    on_error: str = "raise"
+    """Malformed records: 'raise' (error naming file and line) or 'skip' (count and go on)."""
+    shuffle: bool = True
+    """Shuffle the train split each epoch (deterministically from trainer.seed)."""
+    synthetic: SyntheticTaskConfig = field(default_factory=SyntheticTaskConfig)
+    """The bundled task's parameters, when source=synthetic."""
+
+    def validate(self, prefix: str = "data") -> None:
+        if self.source not in ("synthetic", "files"):
+            raise ValueError(f"{prefix}.source={self.source!r} is not one of synthetic, files")
+        if self.source == "files" and not self.train_files:
+            raise ValueError(f"{prefix}.train_files is empty but {prefix}.source=files")
+        if self.template not in TEMPLATES:
+            raise ValueError(f"{prefix}.template={self.template!r} is not one of {TEMPLATES}")
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"{prefix}.on_error={self.on_error!r} is not one of raise, skip")
+        if self.seq_length < 16:
+            raise ValueError(f"{prefix}.seq_length={self.seq_length} is too small (>= 16)")
+        if self.source == "synthetic":
+            self.synthetic.validate(f"{prefix}.synthetic")

@@ -1,0 +1,164 @@
+"""The bundled verifiable reasoning task: multi-digit arithmetic with worked solutions.
+
+Each problem is an integer expression such as ``47 + 38 - 19`` evaluated left to right. Its
+reference solution is written the way R1 writes: column-by-column reasoning inside
+``<think>...</think>``, then a one-line summary with the final answer in ``\\boxed{}``::
+
+    <think>
+    47 + 38: 7 + 8 = 15, write 5 carry 1. 4 + 3 + 1 = 8. So 47 + 38 = 85.
+    85 - 19: 5 - 9 borrow, 15 - 9 = 6. 8 - 1 - 1 = 6. So 85 - 19 = 66.
+    </think>
+    The answer is \\boxed{66}.
+
+The answer is exact, so rewards are rules, as in the paper. The task is small enough that a
+tiny model learns it partly from a few hundred SFT steps, which leaves room for RL to improve
+it: the property the recipe needs to be demonstrated on 2 CPU cores.
+
+Generation is a pure function of the config: the same seed gives the same problems on every
+machine, and the train and test splits are disjoint by construction (a problem's split is
+decided by a hash of its text, and duplicates are dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+
+@dataclass
+class SyntheticTaskConfig:
+    """Shape and size of the synthetic arithmetic task."""
+
+    seed: int = 0
+    """Generator seed; the same seed gives the same problems everywhere."""
+    num_train: int = 10000
+    """Problems in the train split."""
+    num_test: int = 256
+    """Problems in the held-out test split (never in train)."""
+    min_terms: int = 2
+    """Fewest numbers in an expression."""
+    max_terms: int = 2
+    """Most numbers in an expression."""
+    max_digits: int = 2
+    """Largest operand length in digits."""
+    operations: tuple = ("+", "-")
+    """Operators to draw from (left-to-right evaluation; subtraction never goes negative)."""
+    test_fraction_per_mille: int = 50
+    """Share of the problem space (per mille, by text hash) reserved for the test split."""
+
+    def validate(self, prefix: str = "data.synthetic") -> None:
+        if not 2 <= self.min_terms <= self.max_terms:
+            raise ValueError(f"{prefix}.min_terms/max_terms must satisfy 2 <= min <= max")
+        if not 1 <= self.max_digits <= 6:
+            raise ValueError(f"{prefix}.max_digits={self.max_digits} must be in [1, 6]")
+        bad = [op for op in self.operations if op not in ("+", "-")]
+        if bad or not self.operations:
+            raise ValueError(f"{prefix}.operations={list(self.operations)} must be a non-empty subset of ['+', '-']")
+        if not 0 < self.test_fraction_per_mille < 1000:
+            raise ValueError(f"{prefix}.test_fraction_per_mille must be in (0, 1000)")
+
+
+def _columns_add(a: int, b: int) -> str:
+    da, db = str(a)[::-1], str(b)[::-1]
+    steps, carry = [], 0
+    for i in range(max(len(da), len(db))):
+        x = int(da[i]) if i < len(da) else 0
+        y = int(db[i]) if i < len(db) else 0
+        total = x + y + carry
+        terms = f"{x} + {y}" + (f" + {carry}" if carry else "")
+        if total >= 10:
+            steps.append(f"{terms} = {total}, write {total % 10} carry 1.")
+        else:
+            steps.append(f"{terms} = {total}.")
+        carry = total // 10
+    if carry:
+        steps.append("write the carry 1.")
+    return " ".join(steps)
+
+
+def _columns_sub(a: int, b: int) -> str:
+    da, db = str(a)[::-1], str(b)[::-1]
+    steps, borrow = [], 0
+    for i in range(len(da)):
+        x = int(da[i]) - borrow
+        y = int(db[i]) if i < len(db) else 0
+        left = f"{da[i]} - {y}" + (" - 1" if borrow else "")
+        if x < y:
+            steps.append(f"{left} borrow, {x + 10} - {y} = {x + 10 - y}.")
+            borrow = 1
+        else:
+            steps.append(f"{left} = {x - y}.")
+            borrow = 0
+    return " ".join(steps)
+
+
+def solve(numbers: list[int], ops: list[str]) -> tuple[str, int]:
+    """The worked reasoning (one line per operation) and the final value."""
+    value, lines = numbers[0], []
+    for op, n in zip(ops, numbers[1:]):
+        work = _columns_add(value, n) if op == "+" else _columns_sub(value, n)
+        result = value + n if op == "+" else value - n
+        lines.append(f"{value} {op} {n}: {work} So {value} {op} {n} = {result}.")
+        value = result
+    return "\n".join(lines), value
+
+
+def format_response(reasoning: str, answer: int) -> str:
+    return f"<think>\n{reasoning}\n</think>\nThe answer is \\boxed{{{answer}}}."
+
+
+def _draw(rng: random.Random, cfg: SyntheticTaskConfig) -> tuple[list[int], list[str]]:
+    terms = rng.randint(cfg.min_terms, cfg.max_terms)
+    hi = 10**cfg.max_digits - 1
+    numbers, ops = [rng.randint(0, hi)], []
+    value = numbers[0]
+    for _ in range(terms - 1):
+        op = rng.choice(list(cfg.operations))
+        n = rng.randint(0, value) if op == "-" else rng.randint(0, hi)
+        numbers.append(n)
+        ops.append(op)
+        value = value + n if op == "+" else value - n
+    return numbers, ops
+
+
+def _is_test(question: str, per_mille: int) -> bool:
+    digest = hashlib.sha256(question.encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 1000 < per_mille
+
+
+def generate(cfg: SyntheticTaskConfig) -> dict[str, list[dict]]:
+    """Both splits as lists of records ``{id, prompt, response, answer, data_source}``."""
+    cfg.validate()
+    rng = random.Random(cfg.seed)
+    splits: dict[str, list[dict]] = {"train": [], "test": []}
+    want = {"train": cfg.num_train, "test": cfg.num_test}
+    seen: set[str] = set()
+    attempts, limit = 0, 50 * (cfg.num_train + cfg.num_test) + 10_000
+    while any(len(splits[s]) < want[s] for s in splits):
+        attempts += 1
+        if attempts > limit:
+            raise ValueError(
+                f"data.synthetic: could only find {len(splits['train'])} train / {len(splits['test'])} "
+                f"test distinct problems with max_digits={cfg.max_digits}, max_terms={cfg.max_terms}; "
+                "lower num_train/num_test or widen the task"
+            )
+        numbers, ops = _draw(rng, cfg)
+        expr = " ".join([str(numbers[0])] + [f"{o} {n}" for o, n in zip(ops, numbers[1:])])
+        if expr in seen:
+            continue
+        seen.add(expr)
+        split = "test" if _is_test(expr, cfg.test_fraction_per_mille) else "train"
+        if len(splits[split]) >= want[split]:
+            continue
+        reasoning, answer = solve(numbers, ops)
+        splits[split].append(
+            {
+                "id": f"synthetic-{split}-{len(splits[split])}",
+                "prompt": f"Compute {expr}.",
+                "response": format_response(reasoning, answer),
+                "answer": str(answer),
+                "data_source": "synthetic",
+            }
+        )
+    return splits

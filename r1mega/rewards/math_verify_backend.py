@@ -1,0 +1,91 @@
+"""Mathematical equivalence through math-verify (sympy); runs inside a worker process.
+
+math-verify (HuggingFace, MIT) is the field's reference checker: it extracts LaTeX or plain
+expressions, parses them with latex2sympy2_extended and compares with a ladder of strategies
+(string, numeric with rounding, symbolic simplification, sets/intervals/relations/matrices).
+Its comparison is **asymmetric on purpose** -- the gold answer decides the format, e.g. gold
+``x=2`` accepts ``2`` but gold ``2`` vs ``x=2`` unwraps the prediction -- so the gold always
+goes first.
+
+Conventions inherited from math-verify 0.9 (documented in docs/rewards.md): ``50\\%`` equals
+``50`` but not ``0.5``; units and ``^\\circ`` are dropped; ``\\text{...}`` answers compare
+case-insensitively; decimals are rounded to 6 places before comparing.
+
+Why this module never uses math-verify's own timeouts: they rely on ``signal.alarm``, which
+only works in the main thread, has one-second granularity, and cannot interrupt C code (a big
+integer power such as ``9^{9^{9^{9}}}`` runs inside CPython's long arithmetic and ignores
+signals). Instead the caller gives a *soft* deadline that :mod:`r1mega.rewards.worker` raises
+as an exception with ``setitimer`` (interrupts pure-Python sympy loops, keeps the worker) and
+the pool enforces a *hard* deadline by killing the worker process.
+
+Nothing here ever converts a parsed expression to a string: printing a huge sympy object can
+itself take forever.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+from r1mega.rewards.math_normalize import normalize_latex_light
+
+# math-verify warns once per process that its timeouts are off; they are off by design here.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+_EXTRACTION = (LatexExtractionConfig(), ExprExtractionConfig())
+
+
+def _as_latex_env(expr: str) -> str:
+    """Wrap a bare expression so math-verify's LaTeX extractor sees one inline formula.
+
+    ``$...$`` is used rather than ``\\boxed{...}`` because math-verify 0.9 handles ``50\\%``
+    inside ``$`` but not inside ``\\boxed``; newlines would end an inline formula.
+    """
+    return "$" + normalize_latex_light(expr).replace("\n", " ") + "$"
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_gold(gold: str) -> tuple:
+    """Parse a gold answer (bare LaTeX); cached because a GRPO group shares its gold."""
+    return tuple(parse(_as_latex_env(gold), list(_EXTRACTION), parsing_timeout=None))
+
+
+def parse_prediction(pred: str, is_latex: bool) -> list:
+    """Parse a predicted answer: bare LaTeX, or free text to search for the final answer."""
+    text = _as_latex_env(pred) if is_latex else pred
+    return parse(text, list(_EXTRACTION), parsing_timeout=None)
+
+
+def verify_answer(
+    golds: tuple[str, ...],
+    pred: str,
+    is_latex: bool,
+    float_rounding: int = 6,
+    numeric_precision: int = 15,
+    strict: bool = True,
+) -> bool:
+    """True when ``pred`` is equivalent to any of the gold answers."""
+    predicted = parse_prediction(pred, is_latex)
+    if not predicted:
+        return False
+    for gold in golds:
+        parsed_gold = list(parse_gold(gold))
+        if parsed_gold and verify(
+            parsed_gold,
+            predicted,
+            float_rounding=float_rounding,
+            numeric_precision=numeric_precision,
+            strict=strict,
+            timeout_seconds=None,
+        ):
+            return True
+    return False
+
+
+def warm_up() -> None:
+    """Exercise the parser once so forked workers start with ANTLR and sympy caches hot."""
+    verify_answer(("\\frac{1}{2}",), "0.5", True)
+    verify_answer(("(1,2]",), "(1, 2]", True)
+    verify_answer(("x^2+1",), "1+x^2", True)

@@ -1,0 +1,135 @@
+"""Finding and killing leftover sandbox processes, by reading ``/proc`` (no psutil).
+
+A sandboxed program can escape its process group: fork, ``setsid()`` and let the parent exit
+(the classic daemon double fork). Killing the process group is therefore only the first
+step; afterwards we kill by *identity*:
+
+* with a dedicated uid, :func:`kill_uid` sends ``kill(-1, SIGKILL)`` from a helper running as
+  that uid. The kernel signals every process of the uid in one pass under the task-list lock,
+  so even a fork bomb cannot outrun it.
+* without one, :func:`kill_marked` scans ``/proc/*/environ`` for the run's unique
+  ``R1MEGA_SANDBOX=<marker>`` variable and kills the matches, repeating until none are left.
+  A program that re-``exec``\\s itself with a cleared environment escapes this scan; that is why
+  the uid path is preferred whenever the reward workers run as root.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def pids_with_marker(marker: str, where: str = "environ") -> list[int]:
+    """Pids whose ``/proc/<pid>/<where>`` (``environ`` or ``cmdline``) contains ``marker``."""
+    needle = marker.encode()
+    me = os.getpid()
+    return [pid for pid in _pids() if pid != me and needle in _read(f"/proc/{pid}/{where}")]
+
+
+def pids_of_uid(uid: int) -> list[int]:
+    """Pids whose real uid is ``uid`` (from the ``Uid:`` line of ``/proc/<pid>/status``)."""
+    found = []
+    for pid in _pids():
+        for line in _read(f"/proc/{pid}/status").splitlines():
+            if line.startswith(b"Uid:"):
+                if int(line.split()[1]) == uid:
+                    found.append(pid)
+                break
+    return found
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def kill_marked(marker: str, rounds: int = 5) -> int:
+    """Kill every process whose environment carries ``marker``; returns how many were found."""
+    total = 0
+    for _ in range(rounds):
+        pids = pids_with_marker(marker)
+        if not pids:
+            break
+        total += len(pids)
+        for pid in pids:
+            _kill(pid)
+        time.sleep(0.005)
+    return total
+
+
+def _kill_all_as(uid: int) -> None:
+    """In a forked child: become ``uid`` and signal everything it owns."""
+    try:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass
+    finally:
+        os._exit(0)
+
+
+def kill_uid(uid: int) -> None:
+    """Kill every process owned by ``uid`` (root only; see module docstring)."""
+    if threading.active_count() == 1:
+        pid = os.fork()  # cheap, and safe in a single-threaded process
+        if pid == 0:
+            _kill_all_as(uid)
+        os.waitpid(pid, 0)
+    else:  # a multi-threaded caller must not fork without exec
+        subprocess.run(["kill", "-KILL", "-1"], user=uid, group=uid, extra_groups=[],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def reap_children() -> int:
+    """Collect every exited child (non-blocking); returns how many were reaped."""
+    reaped = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        if pid == 0:
+            return reaped
+        reaped += 1
+
+
+def reap_uid(uid: int, timeout: float = 1.0) -> bool:
+    """After :func:`kill_uid` in a subreaper: reap until no process of ``uid`` is left.
+
+    Returns False when some remain after ``timeout`` (e.g. zombies whose parent is not us).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        reap_children()
+        if not pids_of_uid(uid):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL a process group, ignoring one that is already gone."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

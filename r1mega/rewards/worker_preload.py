@@ -1,0 +1,26 @@
+"""Imported once by the forkserver so that every forked reward worker starts warm.
+
+Loading sympy, latex2sympy's ANTLR parser and math-verify takes about a second, and the first
+parse of each kind of expression is slower than the rest. Doing both here, in the forkserver,
+means a worker that replaces a killed one is ready in milliseconds (it is a ``fork`` of an
+already warm process). Failures are ignored: warming is an optimisation, and a real problem
+shows up again in the first job.
+"""
+
+from __future__ import annotations
+
+from r1mega.rewards import worker  # noqa: F401  (the worker loop itself)
+
+
+def warm() -> None:
+    """Import the job modules and run a few verifications."""
+    try:
+        from r1mega.rewards import code_runner  # noqa: F401
+        from r1mega.rewards import math_verify_backend
+
+        math_verify_backend.warm_up()
+    except Exception:
+        pass
+
+
+warm()

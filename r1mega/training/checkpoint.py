@@ -1,0 +1,184 @@
+"""Megatron distributed checkpoints, written atomically and resumed exactly.
+
+Layout of a checkpoint directory::
+
+    CKPT/latest                      text: the newest complete iteration
+    CKPT/iter_0000100/model/         megatron dist_checkpointing of the model (global keys)
+    CKPT/iter_0000100/optim/         the optimizer state, sharded the same way
+    CKPT/iter_0000100/rng/rank_N.pt  per-rank RNG states (CPU, CUDA, Megatron tracker)
+    CKPT/iter_0000100/r1mega.json    model config, parallel layout, scheduler and data
+                                     position; "complete": true
+
+Atomicity: every rank writes into ``CKPT/.iter_0000100.tmp``; after a barrier, rank 0 writes
+``r1mega.json`` last and renames the directory into place, then replaces ``latest``. A crash at
+any point leaves either the previous complete checkpoint or a ``.tmp`` directory that loading
+ignores (and the next save removes). A directory without ``"complete": true`` is never loaded.
+
+Dist-checkpointing stores tensors by *global* keys (layer numbers and expert ids are global),
+so a checkpoint written at one TP/PP/EP layout loads at another: the model and optimizer are
+rebuilt for the new layout and read their own shards. RNG states only carry over at the same
+layout and world size (they are per rank); elsewhere they are re-seeded and a note is logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+ITER_FMT = "iter_{:07d}"
+META = "r1mega.json"
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_meta(iter_dir: Path) -> dict | None:
+    """The checkpoint's metadata, or None when it is missing, unreadable or incomplete."""
+    try:
+        meta = json.loads((Path(iter_dir) / META).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return meta if meta.get("complete") else None
+
+
+def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
+    """Newest complete ``iter_*`` directory under ``ckpt_dir`` (or ``ckpt_dir`` itself if it is one)."""
+    ckpt_dir = Path(ckpt_dir)
+    if read_meta(ckpt_dir):
+        return ckpt_dir
+    if not ckpt_dir.is_dir():
+        return None
+    candidates = sorted(p for p in ckpt_dir.glob("iter_*") if p.is_dir())
+    for p in reversed(candidates):
+        if read_meta(p):
+            return p
+    return None
+
+
+def _sharded_model_state(chunks: list) -> dict:
+    if len(chunks) == 1:
+        return chunks[0].sharded_state_dict()
+    return {f"chunk{i}": c.sharded_state_dict() for i, c in enumerate(chunks)}
+
+
+def _rng_state() -> dict:
+    from megatron.core import tensor_parallel
+
+    return {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+        "tracker": tensor_parallel.get_cuda_rng_tracker().get_states(),
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    from megatron.core import tensor_parallel
+
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
+
+
+def save_checkpoint(ckpt_dir: str | Path, iteration: int, tm, extra: dict, keep: int = 2) -> Path:
+    """Save model, optimizer, RNG and ``extra`` (scheduler, data position, ...) atomically."""
+    from megatron.core import dist_checkpointing
+
+    ckpt_dir = Path(ckpt_dir)
+    final = ckpt_dir / ITER_FMT.format(iteration)
+    tmp = ckpt_dir / f".{final.name}.tmp"
+    if _rank() == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for sub in ("rng", "model", "optim"):
+            (tmp / sub).mkdir(parents=True)
+    _barrier()
+    chunks = tm.unwrapped()
+    model_sd = _sharded_model_state(chunks)
+    dist_checkpointing.save(model_sd, str(tmp / "model"))
+    dist_checkpointing.save(tm.optimizer.sharded_state_dict(_sharded_model_state(chunks)), str(tmp / "optim"))
+    torch.save(_rng_state(), tmp / "rng" / f"rank_{_rank()}.pt")
+    _barrier()
+    if _rank() == 0:
+        meta = {
+            "iteration": iteration,
+            "model": dataclasses.asdict(tm.model_cfg),
+            "parallel": dataclasses.asdict(tm.dims),
+            "scheduler": tm.scheduler.state_dict(),
+            **extra,
+            "complete": True,
+        }
+        atomic_write_text(tmp / META, json.dumps(meta, indent=1, default=str))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        atomic_write_text(ckpt_dir / "latest", f"{iteration}\n")
+        _prune(ckpt_dir, keep)
+    _barrier()
+    return final
+
+
+def _prune(ckpt_dir: Path, keep: int) -> None:
+    complete = [p for p in sorted(ckpt_dir.glob("iter_*")) if read_meta(p)]
+    for old in complete[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_model_weights(iter_dir: str | Path, chunks: list) -> None:
+    """Load only the model weights (any layout) into unwrapped ``chunks``."""
+    from megatron.core import dist_checkpointing
+
+    iter_dir = Path(iter_dir)
+    if not read_meta(iter_dir):
+        raise ValueError(f"{iter_dir} is not a complete r1mega checkpoint (no {META} with complete=true)")
+    sharded = _sharded_model_state(chunks)
+    state = dist_checkpointing.load(sharded, str(iter_dir / "model"))
+    if len(chunks) == 1:
+        chunks[0].load_state_dict(state, strict=True)
+    else:
+        for i, c in enumerate(chunks):
+            c.load_state_dict(state[f"chunk{i}"], strict=True)
+
+
+def load_checkpoint(iter_dir: str | Path, tm) -> dict:
+    """Restore model, optimizer, scheduler and (at the same layout) RNG; return the metadata."""
+    from megatron.core import dist_checkpointing
+
+    iter_dir = Path(iter_dir)
+    meta = read_meta(iter_dir)
+    if meta is None:
+        raise ValueError(f"{iter_dir} is not a complete r1mega checkpoint")
+    chunks = tm.unwrapped()
+    load_model_weights(iter_dir, chunks)
+    opt_sd = dist_checkpointing.load(
+        tm.optimizer.sharded_state_dict(_sharded_model_state(chunks), is_loading=True), str(iter_dir / "optim")
+    )
+    tm.optimizer.load_state_dict(opt_sd)
+    tm.scheduler.load_state_dict(meta["scheduler"])
+    rng_file = iter_dir / "rng" / f"rank_{_rank()}.pt"
+    if meta.get("parallel") == dataclasses.asdict(tm.dims) and rng_file.exists():
+        _set_rng_state(torch.load(rng_file, weights_only=False))
+    return meta
