@@ -27,7 +27,7 @@ def _epilog() -> str:
     lines.append("  parallel.<tp|pp|vpp|ep|etp|cp|dp|sequence_parallel|distributed_optimizer>")
     lines.append("  model.<any ModelConfig key>        override one architecture field")
     lines.append("r1mega-train keys understood: trainer.micro_batch_size, trainer.global_batch_size,")
-    lines.append("  trainer.seq_length, trainer.recompute, trainer.precision.{dtype,fp8,fp8_param}")
+    lines.append("  data.seq_length, trainer.precision.{dtype,fp8,fp8_param}")
     return "\n".join(lines)
 
 

@@ -39,6 +39,9 @@ plain PyTorch and runs fine.
 10. ``maybe_move_tensor_to_cpu(..., as_numpy=True)`` only converts CUDA tensors; on CPU the MoE
    all-to-all dispatcher then hands tensors to ``all_to_all_single`` as split sizes, which
    gloo rejects. The redirect converts CPU tensors to numpy when asked, as it does for CUDA ones.
+11. ``LanguageModule.setup_embeddings_and_output_layer`` moves the tied embedding of a pipelined
+   model to CUDA (``weight.data.cuda()``) before all-reducing it between the first and last
+   stage. While that method runs, ``Tensor.cuda`` returns the tensor itself.
 
 The shim refuses to run on a Megatron-Core version it was not checked against and does
 nothing at all when CUDA is available. Everything it changes is recorded in
@@ -242,7 +245,26 @@ def enable() -> bool:
     moe_utils.maybe_move_tensor_to_cpu = _maybe_move_tensor_to_cpu
     token_dispatcher.maybe_move_tensor_to_cpu = _maybe_move_tensor_to_cpu
     APPLIED.append("maybe_move_tensor_to_cpu")
+    _keep_tied_embedding_on_cpu()
+    APPLIED.append("tied_embedding_sync")
     return True
+
+
+def _keep_tied_embedding_on_cpu() -> None:
+    """Redirect 11: the first/last-stage embedding sync runs with ``Tensor.cuda`` as identity."""
+    from megatron.core.models.common.language_module.language_module import LanguageModule
+
+    original = LanguageModule.setup_embeddings_and_output_layer
+
+    def setup_embeddings_and_output_layer(self):
+        cuda = torch.Tensor.cuda
+        torch.Tensor.cuda = lambda tensor, *args, **kwargs: tensor
+        try:
+            return original(self)
+        finally:
+            torch.Tensor.cuda = cuda
+
+    LanguageModule.setup_embeddings_and_output_layer = setup_embeddings_and_output_layer
 
 
 def _allow_sequence_parallel_torch_norm() -> None:

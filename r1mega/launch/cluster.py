@@ -167,10 +167,14 @@ def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 def load_cluster(choice: str, overrides: list[str]) -> ClusterConfig:
     """``conf/cluster/<choice>.yaml`` (or a YAML path) + ``cluster.key=value`` overrides."""
     values = load_yaml(group_file("cluster", choice))
+    env = {o.split("=", 1)[0][len("env."):]: o.split("=", 1)[1] for o in overrides if o.startswith("env.") and "=" in o}
+    rest = [o for o in overrides if not (o.startswith("env.") and "=" in o)]
     try:
         merged = OmegaConf.merge(OmegaConf.structured(ClusterConfig), values)
-        if overrides:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides))
+        if rest:
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(rest))
+        for key, raw in env.items():  # environment values stay the strings typed ('yes', '01')
+            merged.env[key] = raw
         cluster: ClusterConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or getattr(err, "key", None) or "?"

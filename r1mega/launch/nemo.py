@@ -113,8 +113,8 @@ def experiment(cluster: ClusterConfig, title: str, exp_id: str, jobs: list[Job],
     """The experiment with one task per job (enter it with ``with``)."""
     import nemo_run as run
 
-    if base_dir is None and cluster.executor == "slurm" and cluster.tunnel == "local":
-        base_dir = cluster.job_dir
+    if base_dir is None and cluster.tunnel == "local":
+        base_dir = cluster.job_dir  # sbatch (and local runs) read the experiment's files there
     exp = run.Experiment(title, id=exp_id, base_dir=base_dir, log_level="WARN", clean_mode=True,
                          enable_goodbye_message=False)
     return exp

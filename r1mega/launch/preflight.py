@@ -1,15 +1,17 @@
 """Checks ``r1mega-launch`` runs on every job before anything is submitted.
 
-1. The layout against the cluster (always): ``ParallelDims.resolve`` on the world size
-   ``cluster.nodes * cluster.gpus_per_node`` (through the planner's layout module, so uneven
-   pipeline splits are understood), and tensor parallelism must stay inside a node. A
-   failure is a ValueError naming both the cluster keys and the ``parallel.*`` keys.
-2. The memory estimate (unless ``--skip-plan``): the planner of :mod:`r1mega.plan` with the
-   cluster's nodes, GPUs and GPU type, the point's ``model=`` / ``parallel.*`` / batch /
-   precision overrides and its ``plan.*`` keys. A job that does not fit stops the launch.
+1. The layout against the cluster (always, even with ``--skip-plan``): the ``parallel.*``,
+   ``model=`` and ``plan.*`` overrides on ``cluster.nodes * cluster.gpus_per_node`` GPUs, through
+   ``ParallelDims.resolve`` (via the planner's layout module, so uneven pipeline splits are
+   understood), and tensor parallelism must stay inside a node. Without ``model=`` only the
+   model-independent checks run here.
+2. The memory estimate (unless ``--skip-plan``): the job's ``r1mega-train`` configuration is
+   composed with Hydra (:mod:`r1mega.launch.trainconf`: unknown keys and missing config groups
+   fail here), its model, layout, batch, sequence length and precision become the plan,
+   ``plan.*`` overrides go on top, and the planner of :mod:`r1mega.plan` runs with the
+   cluster's nodes, GPUs and GPU type. A job that does not fit stops the launch.
 
-A point without ``model=`` cannot be planned (the trainer's default model is not known
-here); its layout is still checked without the model-dependent checks.
+Every failure is one ValueError naming the cluster keys and the offending training keys.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from typing import Optional
 
 from r1mega.launch.cluster import ClusterConfig
 from r1mega.launch.jobs import Job
+from r1mega.launch.trainconf import compose, plan_base
+from r1mega.parallel.dims import ParallelDims
 from r1mega.plan.estimate import Estimate, estimate
 from r1mega.plan.layout import resolve
-from r1mega.plan.overrides import plan_from_overrides, split
+from r1mega.plan.overrides import plan_config, plan_from_overrides, split
 
 
 @dataclass(frozen=True)
@@ -48,27 +52,40 @@ def _world(cluster: ClusterConfig) -> str:
             f"= {cluster.world_size} GPUs")
 
 
+def _check_node_fit(cluster: ClusterConfig, tp: int) -> None:
+    if tp > cluster.gpus_per_node:
+        raise ValueError(f"parallel.tp={tp} is larger than cluster.gpus_per_node={cluster.gpus_per_node}: "
+                         "tensor parallelism must stay inside a node")
+    if cluster.gpus_per_node % tp:
+        raise ValueError(f"parallel.tp={tp} does not divide cluster.gpus_per_node={cluster.gpus_per_node}: "
+                         "a tensor-parallel group would straddle two nodes")
+
+
+def check_layout(cluster: ClusterConfig, job: Job) -> None:
+    """Tier 1: the layout the overrides ask for, on the cluster's GPUs (no trainer config)."""
+    overrides = list(job.point.overrides)
+    plan, model = plan_from_overrides(overrides, base=_cluster_base(cluster), strict=False)
+    _check_node_fit(cluster, plan.parallel.tp)
+    if any(split(o)[0] == "model" for o in overrides if "=" in o and not o.startswith("~")):
+        resolve(plan.validate(), model)
+    else:  # the trainer's default model is only known once its config is composed
+        ParallelDims.resolve(plan.parallel, cluster.world_size)
+
+
+def estimate_job(cluster: ClusterConfig, job: Job) -> Estimate:
+    """Tier 2: compose the job's r1mega-train config, put plan.* on top, estimate."""
+    config = compose(job.point.train_overrides)
+    plan, _, _ = plan_config(job.point.plan_overrides, base={**_cluster_base(cluster), **plan_base(config)})
+    _check_node_fit(cluster, plan.parallel.tp)
+    return estimate(plan, config.model)
+
+
 def check_job(cluster: ClusterConfig, job: Job, plan_memory: bool) -> Preflight:
     """Validate one job's layout on the cluster and (optionally) estimate its memory."""
-    overrides = list(job.point.overrides)
-    has_model = any(split(o)[0] == "model" for o in overrides if "=" in o and not o.startswith("~"))
     try:
-        plan, model = plan_from_overrides(overrides, base=_cluster_base(cluster), strict=False)
-        tp = plan.parallel.tp
-        if tp > cluster.gpus_per_node:
-            raise ValueError(f"parallel.tp={tp} is larger than cluster.gpus_per_node={cluster.gpus_per_node}: "
-                             "tensor parallelism must stay inside a node")
-        if cluster.gpus_per_node % tp:
-            raise ValueError(f"parallel.tp={tp} does not divide cluster.gpus_per_node={cluster.gpus_per_node}: "
-                             "a tensor-parallel group would straddle two nodes")
-        if not has_model:
-            from r1mega.parallel.dims import ParallelDims
-
-            ParallelDims.resolve(plan.parallel, cluster.world_size)
-            return Preflight(job, None, "no model= override: memory not estimated")
+        check_layout(cluster, job)
         if not plan_memory:
-            resolve(plan.validate(), model)
             return Preflight(job, None, "memory estimate skipped (--skip-plan)")
-        return Preflight(job, estimate(plan, model))
+        return Preflight(job, estimate_job(cluster, job))
     except ValueError as err:
         raise ValueError(f"job {job.name}: {_world(cluster)}: {err}") from None

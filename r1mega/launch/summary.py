@@ -22,6 +22,8 @@ import yaml
 
 MANIFEST = "sweep.json"
 SUMMARY = "summary.json"
+IGNORED = ("hydra.", "trainer.checkpoint_dir")
+"""Override keys that differ per point by construction, not by choice (never shown)."""
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -75,7 +77,8 @@ def swept(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         for o in row["overrides"]:
             key, _, value = o.partition("=")
-            values.setdefault(key, set()).add(value)
+            if not key.lstrip("+").startswith(IGNORED):
+                values.setdefault(key, set()).add(value)
     return [k for k, v in values.items() if len(v) > 1 or any(k not in _keys(r) for r in rows)]
 
 

@@ -25,13 +25,13 @@ from r1mega.plan.sources import group_file, load_model, load_yaml
 TRAIN_KEYS: dict[str, str] = {
     "trainer.micro_batch_size": "micro_batch_size",
     "trainer.global_batch_size": "global_batch_size",
-    "trainer.seq_length": "seq_length",
-    "trainer.recompute": "recompute",
+    "data.seq_length": "seq_length",
     "trainer.precision.dtype": "dtype",
     "trainer.precision.fp8_param": "fp8_param",
 }
 """r1mega-train key -> planner key. ``trainer.precision.fp8`` (null or a format) maps to
-``fp8`` (false/true) separately. Keep in step with the trainer's config groups."""
+``fp8`` (false/true), and ``trainer.precision.dtype=auto`` to bf16 (what it means on a GPU).
+(``r1mega-launch`` composes the whole training config instead: see r1mega.launch.trainconf.)"""
 
 
 def split(override: str) -> tuple[str, str]:
@@ -64,6 +64,8 @@ def _collect(overrides: list[str], strict: bool) -> tuple[dict[str, Any], dict[s
             plan.update({f"parallel.{k}": v for k, v in load_yaml(group_file("parallel", raw)).items()})
         elif key == "trainer.precision.fp8":
             plan["fp8"] = _parse(raw) not in (None, False, "null", "none")
+        elif key == "trainer.precision.dtype":
+            plan["dtype"] = "bf16" if raw == "auto" else raw
         elif key in TRAIN_KEYS:
             plan[TRAIN_KEYS[key]] = raw
         elif key.split(".")[0] in PlanConfig.__dataclass_fields__:
@@ -73,10 +75,8 @@ def _collect(overrides: list[str], strict: bool) -> tuple[dict[str, Any], dict[s
     return plan, model, choice
 
 
-def plan_from_overrides(
-    overrides: list[str], base: dict[str, Any] | None = None, strict: bool = True
-) -> tuple[PlanConfig, ModelConfig]:
-    """Build the plan and its model; ``base`` holds defaults (e.g. from the cluster config)."""
+def plan_config(overrides: list[str], base: dict[str, Any] | None = None, strict: bool = True) -> tuple[PlanConfig, dict[str, Any], str | None]:
+    """(plan, ``model.*`` values, ``model=`` choice); ``base`` holds defaults under the overrides."""
     values, model_values, choice = _collect(overrides, strict)
     schema = OmegaConf.structured(PlanConfig)
     try:
@@ -89,4 +89,12 @@ def plan_from_overrides(
         raise ValueError(f"{key}: {str(err).splitlines()[0]}") from None
     if choice is not None:
         plan.model = choice
+    return plan, model_values, choice
+
+
+def plan_from_overrides(
+    overrides: list[str], base: dict[str, Any] | None = None, strict: bool = True
+) -> tuple[PlanConfig, ModelConfig]:
+    """Build the plan and load its model (``model=`` + ``model.*`` overrides)."""
+    plan, model_values, _ = plan_config(overrides, base, strict)
     return plan, load_model(plan.model, model_values)

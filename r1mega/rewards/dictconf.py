@@ -12,9 +12,14 @@ types raise ``ValueError("<path>: ...")`` where path looks like
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any, Mapping
+
+
+# A message that starts with a relative field path ("options: ...", "components[0].name: ...").
+_RELATIVE_PATH = re.compile(r"^[A-Za-z_][\w\[\]]*(?:\.[A-Za-z_][\w\[\]]*)*:")
 
 
 def _type_name(tp: Any) -> str:
@@ -87,7 +92,9 @@ def from_dict(cls: type, data: Any, path: str = "config") -> Any:
     try:
         return cls(**kwargs)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        message = str(exc)
+        joiner = "." if _RELATIVE_PATH.match(message) else ": "
+        raise ValueError(f"{path}{joiner}{message}") from None
 
 
 def coerce_fields(obj: Any, path: str = "config") -> None:

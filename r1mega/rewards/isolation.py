@@ -174,9 +174,31 @@ def release_uid(uid: int) -> None:
         os.close(fd)
 
 
+def claim_clean_uid(attempts: int = 16) -> int:
+    """Claim a uid and sweep it; skip uids that keep processes we cannot remove.
+
+    A previous owner without a reaper may have left zombies that PID 1 never collects; they
+    would count against the uid's process limit forever, so such a uid is passed over.
+    """
+    from r1mega.rewards import procs
+
+    dirty = []
+    try:
+        for _ in range(attempts):
+            uid = claim_uid()
+            procs.kill_uid(uid)
+            if procs.wait_uid_gone(uid, timeout=0.3):
+                return uid
+            dirty.append(uid)
+        raise RuntimeError(f"no clean sandbox uid found after {attempts} attempts")
+    finally:
+        for uid in dirty:
+            release_uid(uid)
+
+
 def new_identity(drop_privileges: bool) -> SandboxIdentity:
     """A fresh identity: a claimed uid when running as root (and asked to), plus a unique marker."""
-    uid = claim_uid() if drop_privileges and os.geteuid() == 0 else None
+    uid = claim_clean_uid() if drop_privileges and os.geteuid() == 0 else None
     return SandboxIdentity(uid=uid, marker=f"r1mega-{os.getpid()}-{os.urandom(6).hex()}")
 
 

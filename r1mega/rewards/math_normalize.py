@@ -59,7 +59,7 @@ def normalize_latex_light(text: str) -> str:
     Used both for the fast path and on the strings sent to math-verify, so ``\\varnothing`` and
     ``1\\,000`` (which math-verify 0.9 misreads) arrive in a form it understands.
     """
-    text = text.strip()
+    text = _TRAILING_PUNCT.sub("", text.strip())
     m = _SURROUNDING_MATH.match(text)
     if m:
         text = m.group(1).strip()

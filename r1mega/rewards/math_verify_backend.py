@@ -52,10 +52,19 @@ def parse_gold(gold: str) -> tuple:
     return tuple(parse(_as_latex_env(gold), list(_EXTRACTION), parsing_timeout=None))
 
 
-def parse_prediction(pred: str, is_latex: bool) -> list:
-    """Parse a predicted answer: bare LaTeX, or free text to search for the final answer."""
+@functools.lru_cache(maxsize=4096)
+def _parse_prediction_cached(pred: str, is_latex: bool) -> tuple:
     text = _as_latex_env(pred) if is_latex else pred
-    return parse(text, list(_EXTRACTION), parsing_timeout=None)
+    return tuple(parse(text, list(_EXTRACTION), parsing_timeout=None))
+
+
+def parse_prediction(pred: str, is_latex: bool) -> list:
+    """Parse a predicted answer: bare LaTeX, or free text to search for the final answer.
+
+    Cached per worker: short answers ("2", "\\frac{1}{2}") recur across prompts, and the
+    ANTLR parse (tens of milliseconds for sets and intervals) dominates the cost of a check.
+    """
+    return list(_parse_prediction_cached(pred, is_latex))
 
 
 def verify_answer(
@@ -84,8 +93,25 @@ def verify_answer(
     return False
 
 
+# One pair per common answer shape. ANTLR builds its prediction (DFA) caches lazily, per
+# process: parsing each shape once in the forkserver lets every forked worker start with them.
+_WARM_PAIRS = [
+    ("\\frac{1}{2}", "0.5"), ("(1,2]", "(1, 2]"), ("[-3, 13)", "(-3, 13)"), ("x^2+1", "1+x^2"),
+    ("x^2+5x+6", "(x+2)(x+3)"), ("(3, -7)", "(-7, 4)"), ("(1, -2, 3)", "(1,2,3)"), ("\\{1,2\\}", "\\{2,1\\}"),
+    ("1, 2, 3", "3,2,1"), ("x=2", "2"), ("y=2x+3", "y = 3 + 2x"), ("x^2+y^2=25", "y^2+x^2=25"),
+    ("2\\sqrt{3}", "\\sqrt{12}"), ("\\sqrt[3]{2}", "2^{1/3}"), ("4\\pi", "\\pi 4"), ("\\frac{\\pi}{3}", "\\pi/3"),
+    ("50\\%", "50"), ("12", "12\\text{ cm}"), ("90", "90^\\circ"), ("\\$1.50", "1.5"), ("\\text{Monday}", "Monday"),
+    ("\\text{(C)}", "(C)"), ("\\infty", "-\\infty"), ("1+i", "i+1"), ("e^2", "2e"), ("3\\times 10^5", "300,000"),
+    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}"),
+    ("\\begin{pmatrix} 2 \\\\ -1 \\end{pmatrix}", "\\begin{pmatrix}2\\\\-1\\end{pmatrix}"),
+    ("(-\\infty, 3) \\cup (5, \\infty)", "(5,\\infty)\\cup(-\\infty,3)"), ("\\emptyset", "\\varnothing"),
+    ("\\frac{x+1}{x-1}", "(x+1)/(x-1)"), ("1011_2", "1011_{2}"), ("2\\frac{1}{2}", "2.5"),
+]
+
+
 def warm_up() -> None:
-    """Exercise the parser once so forked workers start with ANTLR and sympy caches hot."""
-    verify_answer(("\\frac{1}{2}",), "0.5", True)
-    verify_answer(("(1,2]",), "(1, 2]", True)
-    verify_answer(("x^2+1",), "1+x^2", True)
+    """Exercise the parser on every common answer shape (see ``_WARM_PAIRS``)."""
+    for gold, pred in _WARM_PAIRS:
+        verify_answer((gold,), pred, True)
+    parse_gold.cache_clear()
+    _parse_prediction_cached.cache_clear()

@@ -196,9 +196,14 @@ class WorkerPool:
             return  # stale; cannot happen with one job in flight, ignore defensively
         outcomes[index] = Outcome(status, value, error, elapsed)
         slot.job = None
+        if status == "timeout":  # the worker retires after a soft timeout (see worker.py)
+            self._replace(slot)
 
     def _on_death(self, slot: _Slot, outcomes: list) -> None:
-        code = slot.process.exitcode if slot.process is not None else None
+        code = None
+        if slot.process is not None:
+            slot.process.join(timeout=0.5)  # EOF can precede the exit by a moment
+            code = slot.process.exitcode
         if slot.job is not None:
             outcomes[slot.job] = Outcome("crashed", error=f"worker process died (exit code {code})")
         elif not slot.ready:

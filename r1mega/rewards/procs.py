@@ -41,15 +41,37 @@ def pids_with_marker(marker: str, where: str = "environ") -> list[int]:
     return [pid for pid in _pids() if pid != me and needle in _read(f"/proc/{pid}/{where}")]
 
 
+def _uid_of(pid: int) -> int | None:
+    for line in _read(f"/proc/{pid}/status").splitlines():
+        if line.startswith(b"Uid:"):
+            return int(line.split()[1])
+    return None
+
+
+def _state_and_parent(pid: int) -> tuple[str, int]:
+    """``(state letter, parent pid)`` from ``/proc/<pid>/stat`` (the comm field may hold spaces)."""
+    stat = _read(f"/proc/{pid}/stat")
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return (fields[0].decode(), int(fields[1])) if len(fields) > 1 else ("?", 0)
+
+
 def pids_of_uid(uid: int) -> list[int]:
     """Pids whose real uid is ``uid`` (from the ``Uid:`` line of ``/proc/<pid>/status``)."""
+    return [pid for pid in _pids() if _uid_of(pid) == uid]
+
+
+def live_pids_of_uid(uid: int) -> list[int]:
+    """Processes of ``uid`` that still matter: running ones, and zombies this process can reap.
+
+    Zombies adopted by some other process (PID 1 in a container that never reaps) are dead
+    and beyond our reach, so they are left out.
+    """
+    me = os.getpid()
     found = []
-    for pid in _pids():
-        for line in _read(f"/proc/{pid}/status").splitlines():
-            if line.startswith(b"Uid:"):
-                if int(line.split()[1]) == uid:
-                    found.append(pid)
-                break
+    for pid in pids_of_uid(uid):
+        state, parent = _state_and_parent(pid)
+        if state != "Z" or parent == me:
+            found.append(pid)
     return found
 
 
@@ -120,11 +142,21 @@ def reap_uid(uid: int, timeout: float = 1.0) -> bool:
     deadline = time.monotonic() + timeout
     while True:
         reap_children()
-        if not pids_of_uid(uid):
+        if not live_pids_of_uid(uid):
             return True
         if time.monotonic() > deadline:
             return False
         time.sleep(0.002)
+
+
+def wait_uid_gone(uid: int, timeout: float) -> bool:
+    """Poll until no process of ``uid`` exists (dying ones need a moment); False on timeout."""
+    deadline = time.monotonic() + timeout
+    while pids_of_uid(uid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def kill_group(pgid: int) -> None:

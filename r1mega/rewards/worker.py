@@ -9,8 +9,10 @@ the *type* of the exception plus its message only when the message is a short st
 Soft deadline: ``setitimer(ITIMER_REAL)`` raises :class:`SoftTimeout` inside the job. It
 derives from ``BaseException`` so that library code with ``except Exception`` (math-verify
 has plenty) cannot swallow it. It interrupts anything that returns to the Python eval loop;
-C code that never does (a giant integer power) is the pool's business -- it kills the worker
-at the hard deadline.
+C code that never does (a giant integer product) is the pool's business -- it kills the worker
+at the hard deadline. After a soft timeout the worker answers and then exits: the interrupted
+code (ANTLR's lazily built DFA caches, sympy's caches) may have been stopped half-way through
+updating shared state, and a fresh fork of the warm forkserver costs milliseconds.
 
 Importing this module has no side effects; :mod:`r1mega.rewards.worker_preload` is what the
 forkserver imports to start workers with sympy loaded and warm.
@@ -92,4 +94,6 @@ def worker_main(conn, memory_mb: int | None, identity: isolation.SandboxIdentity
                 conn.send((job_id, "error", None, f"could not return result: {safe_error(exc)}", 0.0))
             except OSError:
                 break
+        if status == "timeout":
+            break  # interrupted library code may have left caches half-built: retire
     os._exit(0)

@@ -75,7 +75,10 @@ def sft_forward_step(scale: float):
         def loss_func(token_loss):
             mask = b["loss_mask"]
             total = (token_loss.float() * mask).sum()
-            return total * scale, {"loss": total.detach() * scale, "loss_tokens": mask.sum()}
+            # The reported value is summed in float64: an fp32 CPU sum's rounding depends on
+            # buffer alignment, which would make identical runs log losses 1 ulp apart.
+            exact = (token_loss.detach().double() * mask.double()).sum()
+            return total * scale, {"loss": exact * scale, "loss_tokens": mask.sum()}
 
         return out, loss_func
 

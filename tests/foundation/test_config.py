@@ -1,0 +1,68 @@
+"""Configuration validation: each bad value is one ValueError naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from r1mega.config.schema import R1Config
+from r1mega.models.config import ModelConfig
+from r1mega.parallel.config import ParallelConfig
+from r1mega.parallel.dims import ParallelDims
+
+TINY_MOE = ModelConfig(
+    num_layers=4, hidden_size=128, num_attention_heads=4, num_experts=8, moe_ffn_hidden_size=64,
+    first_k_dense_layers=1, multi_latent_attention=True,
+)
+
+
+@pytest.mark.parametrize(
+    "layout,world,needle",
+    [
+        ({"tp": 3}, 3, "parallel.tp=3 does not divide model.num_attention_heads=4"),
+        ({"ep": 3}, 3, "parallel.ep=3 does not divide model.num_experts=8"),
+        ({"pp": 3}, 3, "model.num_layers=4 cannot be split evenly into parallel.pp=3"),
+        ({"tp": 2}, 3, "world size 3 is not divisible by parallel.tp*pp*cp"),
+        ({"tp": 2, "dp": 2}, 2, "does not equal the world size 2"),
+        ({"ep": 4}, 2, "parallel.ep*etp = 4*1 must divide parallel.tp*cp*dp"),
+        ({"tp": 2, "sequence_parallel": False}, 2, "MoE with parallel.tp > 1 needs parallel.sequence_parallel=true"),
+        ({"vpp": 2}, 1, "parallel.vpp=2 needs parallel.pp > 1"),
+    ],
+)
+def test_layout_errors_name_the_key(layout, world, needle):
+    with pytest.raises(ValueError, match=needle.replace("*", r"\*").replace("(", r"\(")):
+        ParallelDims.resolve(ParallelConfig(**layout), world, TINY_MOE)
+
+
+def test_batch_divisibility():
+    with pytest.raises(ValueError, match=r"trainer.global_batch_size=30 is not divisible by trainer.micro_batch_size\*dp = 4\*2"):
+        ParallelDims.resolve(ParallelConfig(), 2, TINY_MOE, 30, 4)
+
+
+def test_valid_layout_resolves_dp_and_sp():
+    dims = ParallelDims.resolve(ParallelConfig(tp=2, ep=4), 8, TINY_MOE, 32, 2)
+    assert (dims.dp, dims.sequence_parallel, dims.expert_dp) == (4, True, 2)
+    assert dims.num_microbatches(32, 2) == 4
+
+
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda c: setattr(c.model, "family", "gpt2"), "model.family='gpt2'"),
+        (lambda c: setattr(c.model, "moe_router_topk", 9), "model.moe_router_topk=9"),
+        (lambda c: setattr(c.optim, "lr", -1.0), "optim.lr must be > 0"),
+        (lambda c: setattr(c.data, "template", "alpaca"), "data.template='alpaca'"),
+        (lambda c: setattr(c.trainer.precision, "dtype", "fp16"), "trainer.precision.dtype='fp16'"),
+        (lambda c: setattr(c.stage, "name", "ppo"), "stage.name='ppo'"),
+        (lambda c: setattr(c.data, "seq_length", 100000), "data.seq_length=100000 exceeds"),
+    ],
+)
+def test_root_validation_names_the_key(mutate, needle):
+    cfg = R1Config()
+    cfg.model.num_experts, cfg.model.moe_ffn_hidden_size = 8, 64
+    mutate(cfg)
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace("[", r"\[")):
+        cfg.validate(1)
+
+
+def test_default_config_is_valid():
+    assert R1Config().validate(1).world_size == 1
