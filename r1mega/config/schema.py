@@ -16,8 +16,12 @@ from r1mega.data.config import DataConfig
 from r1mega.models.config import ModelConfig
 from r1mega.parallel.config import ParallelConfig
 from r1mega.parallel.dims import ParallelDims
+from r1mega.rewards.config import RewardConfig
+from r1mega.rl.config import GRPOConfig
+from r1mega.rollout.config import RolloutConfig
 from r1mega.training.config import OptimConfig, TrainerConfig
 
+RL_STAGES = ("r1_zero", "reasoning_rl", "all_scenario_rl")
 STAGES = (
     "sft",
     "r1_zero",
@@ -50,6 +54,9 @@ class R1Config:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    rl: GRPOConfig = field(default_factory=GRPOConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     run_dir: Optional[str] = None
     """Output directory; filled from hydra.run.dir at start-up."""
 
@@ -73,13 +80,34 @@ class R1Config:
                 f"data.seq_length={self.data.seq_length} exceeds model.max_position_embeddings="
                 f"{self.model.max_position_embeddings}"
             )
-        return ParallelDims.resolve(
+        dims = ParallelDims.resolve(
             self.parallel,
             world_size,
             self.model,
             self.trainer.global_batch_size,
             self.trainer.micro_batch_size,
         )
+        if self.stage.name in RL_STAGES:
+            self._validate_rl(dims)
+        return dims
+
+    def _validate_rl(self, dims: ParallelDims) -> None:
+        self.rl.validate()
+        self.rollout.validate()
+        gbs, g, nmini = self.trainer.global_batch_size, self.rl.group_size, self.rl.num_minibatches
+        if gbs % (g * dims.dp):
+            raise ValueError(
+                f"trainer.global_batch_size={gbs} (responses per RL step) must be a multiple of "
+                f"rl.group_size*dp = {g}*{dims.dp}: every DP rank holds whole groups"
+            )
+        per_rank_mini = gbs // dims.dp // nmini
+        if (gbs // dims.dp) % nmini or per_rank_mini % self.trainer.micro_batch_size:
+            raise ValueError(
+                f"trainer.global_batch_size={gbs} / dp={dims.dp} / rl.num_minibatches={nmini} must be a "
+                f"multiple of trainer.micro_batch_size={self.trainer.micro_batch_size}"
+            )
+        if self.rollout.engine == "megatron" and dims.pp > 1:
+            raise ValueError("rollout.engine=megatron needs parallel.pp=1; use rollout.engine=vllm with pipelining")
 
 
 def to_config(cfg) -> R1Config:

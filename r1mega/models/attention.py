@@ -8,7 +8,8 @@ model r1mega builds: it takes any K and V head size, runs ``scaled_dot_product_a
 in fp32 softmax, and understands packed sequences (``PackedSeqParams`` with ``cu_seqlens_q``)
 by building a block-diagonal causal mask, so the same data path serves CPU and TE runs.
 
-Tensor layout follows Megatron: query ``[sq, b, heads, dk]``, key ``[sk, b, kv_heads, dk]``,
+Tensor layout follows Megatron: query ``[sq, b, heads, dk]`` (or ``[t, heads, dk]`` for packed
+``thd`` batches, where Megatron has squeezed the batch dimension), key ``[sk, b, kv_heads, dk]``,
 value ``[sk, b, kv_heads, dv]``; output ``[sq, b, heads * dv]`` for this TP rank's heads.
 """
 
@@ -69,6 +70,8 @@ class SDPACoreAttention(MegatronModule):
         attention_bias: Optional[torch.Tensor] = None,
         packed_seq_params=None,
     ) -> torch.Tensor:
+        if query.dim() == 3:  # packed 'thd' layout: [t, heads, d], batch squeezed by Megatron
+            query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
         sq, b, heads, _ = query.shape
         kv_heads = key.shape[2]
         # [s, b, h, d] -> [b, h, s, d]
@@ -77,7 +80,12 @@ class SDPACoreAttention(MegatronModule):
             rep = heads // kv_heads
             k = k.repeat_interleave(rep, dim=1)
             v = v.repeat_interleave(rep, dim=1)
-        mask = self._mask(sq, key.shape[0], attention_mask, packed_seq_params, query.device)
+        sk = key.shape[0]
+        mask = self._mask(sq, sk, attention_mask, packed_seq_params, query.device)
+        if mask is None and sq != sk:
+            # Decoding with a KV cache: the sq new queries are the *last* sq positions, so
+            # causality is aligned bottom-right (SDPA's is_causal aligns top-left).
+            mask = torch.ones(sq, sk, dtype=torch.bool, device=query.device).tril(sk - sq)
         dropout = self.dropout_p if self.training else 0.0
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=mask is None, scale=self.softmax_scale

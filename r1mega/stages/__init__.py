@@ -6,6 +6,8 @@ import importlib
 
 _MODULES = {
     "sft": "r1mega.stages.sft",
+    "r1_zero": "r1mega.stages.grpo",
+    "reasoning_rl": "r1mega.stages.grpo",
 }
 
 

@@ -71,8 +71,12 @@ def build_train_model(
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 
+    from megatron.core.transformer.module import Float16Module
+
     use_dist_opt = distributed_optimizer and torch.cuda.is_available()
     raw = build_chunks(model_cfg, dims, trainer.precision)
+    if raw[0].config.bf16:  # as Megatron's loop does: bf16 compute, fp32 logits on the last stage
+        raw = [Float16Module(c.config, c) for c in raw]
     ddp_cfg = DistributedDataParallelConfig(
         grad_reduce_in_fp32=True,
         use_distributed_optimizer=use_dist_opt,

@@ -1,0 +1,1 @@
+"""Evaluation: pass@k, cons@k (majority vote by mathematical equivalence), greedy accuracy."""

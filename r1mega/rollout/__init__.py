@@ -1,0 +1,1 @@
+"""Rollout engines: generate responses (tokens + log-probs) from the current policy."""

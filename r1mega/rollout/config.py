@@ -1,0 +1,56 @@
+"""How responses are sampled during RL and evaluation (``rollout=`` group)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class RolloutConfig:
+    """Engine choice and sampling parameters."""
+
+    engine: str = "megatron"
+    """'megatron' (built-in: samples from the training model itself; CPU and tests) or 'vllm'."""
+    temperature: float = 1.0
+    """Sampling temperature for training rollouts (the trainer's log-probs use the same)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass for training rollouts (1.0 = off; keep 1.0 for unbiased RL)."""
+    top_k: int = -1
+    """Top-k sampling for training rollouts (-1 = off)."""
+    max_tokens: int = 128
+    """Longest response in tokens; longer ones stop with finish_reason='length'."""
+    stop: list = field(default_factory=list)
+    """Extra stop strings (EOS always stops)."""
+    kv_cache: bool = True
+    """Built-in engine: decode with a static KV cache (else recompute the prefix each token)."""
+    max_batch: int = 256
+    """Built-in engine: most sequences decoded together."""
+    eval_temperature: float = 0.6
+    """Evaluation sampling temperature (the paper: 0.6)."""
+    eval_top_p: float = 0.95
+    """Evaluation top-p (the paper: 0.95)."""
+    eval_k: int = 8
+    """Samples per held-out question for pass@1 / cons@k."""
+    eval_max_tokens: Optional[int] = None
+    """Longest evaluation response; None means max_tokens."""
+    vllm_tp: int = 1
+    """vLLM tensor-parallel size (independent of the trainer's layout)."""
+    vllm_gpu_memory_utilization: float = 0.5
+    """Share of GPU memory vLLM may take (colocated with training)."""
+    vllm_colocate: bool = True
+    """Colocate vLLM with training on the same GPUs (sleep during training)."""
+    vllm_enforce_eager: bool = False
+    """Skip CUDA-graph capture in vLLM (faster start, slower decode)."""
+
+    def validate(self, prefix: str = "rollout") -> None:
+        if self.engine not in ("megatron", "vllm"):
+            raise ValueError(f"{prefix}.engine={self.engine!r} is not one of megatron, vllm")
+        for key in ("temperature", "eval_temperature"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{prefix}.{key} must be >= 0")
+        for key in ("top_p", "eval_top_p"):
+            if not 0 < getattr(self, key) <= 1:
+                raise ValueError(f"{prefix}.{key}={getattr(self, key)} must be in (0, 1]")
+        if self.max_tokens < 1 or self.max_batch < 1 or self.eval_k < 1:
+            raise ValueError(f"{prefix}.max_tokens, max_batch and eval_k must be >= 1")

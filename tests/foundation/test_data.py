@@ -1,0 +1,124 @@
+"""Synthetic task, tokenizer, loaders and SFT batching."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from r1mega.data.config import DataConfig
+from r1mega.data.loaders import load_split
+from r1mega.data.sampler import EpochSampler, rank_slice
+from r1mega.data.sft import collate, collate_packed, pack, tokenize_sft
+from r1mega.data.synthetic import SyntheticTaskConfig, generate, solve
+from r1mega.data.tokenizer import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer("bundled")
+
+
+def test_synthetic_is_deterministic_and_splits_are_disjoint():
+    cfg = SyntheticTaskConfig(num_train=500, num_test=50, max_terms=3)
+    a, b = generate(cfg), generate(cfg)
+    assert a == b
+    assert len(a["train"]) == 500 and len(a["test"]) == 50
+    assert not {r["prompt"] for r in a["train"]} & {r["prompt"] for r in a["test"]}
+    assert generate(SyntheticTaskConfig(num_train=500, num_test=50, max_terms=3, seed=1)) != a
+
+
+def test_synthetic_answers_are_correct():
+    for rec in generate(SyntheticTaskConfig(num_train=300, num_test=10, max_terms=3, max_digits=3))["train"]:
+        expr = rec["prompt"].removeprefix("Compute ").rstrip(".")
+        assert int(rec["answer"]) == eval(expr)  # left-to-right + and - is Python's order too
+        assert rec["response"].endswith(f"\\boxed{{{rec['answer']}}}.")
+        assert rec["response"].startswith("<think>\n") and "\n</think>\n" in rec["response"]
+
+
+def test_column_reasoning_text():
+    text, value = solve([47, 38], ["+"])
+    assert value == 85
+    assert text == "47 + 38: 7 + 8 = 15, write 5 carry 1. 4 + 3 + 1 = 8. So 47 + 38 = 85."
+    text, value = solve([52, 17], ["-"])
+    assert value == 35 and "2 - 7 borrow, 12 - 7 = 5. 5 - 1 - 1 = 3." in text
+
+
+def test_bundled_tokenizer_round_trips_and_splits_digits(tok):
+    rec = generate(SyntheticTaskConfig(num_train=5, num_test=1))["train"][0]
+    ids = tok(rec["response"], add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == rec["response"]
+    assert tok.convert_tokens_to_ids(["<think>", "</think>"]) == ids[:1] + [tok.convert_tokens_to_ids("</think>")]
+    digits = tok("123", add_special_tokens=False)["input_ids"]
+    assert len(digits) == 3
+    assert len(tok) <= 512
+
+
+def test_tokenize_sft_masks_the_prompt(tok):
+    rec = {"prompt": "Compute 2 + 3.", "response": "<think>\n2 + 3 = 5.\n</think>\nThe answer is \\boxed{5}."}
+    s = tokenize_sft(rec, tok, "chat", 256)
+    prompt_len = len(tok(tok.apply_chat_template([{"role": "user", "content": rec["prompt"]}], tokenize=False,
+                                                 add_generation_prompt=True), add_special_tokens=False)["input_ids"])
+    assert len(s.loss_mask) == len(s.ids) - 1
+    assert s.loss_mask[: prompt_len - 1] == [0] * (prompt_len - 1)
+    assert all(s.loss_mask[prompt_len - 1 :])
+    assert s.ids[-1] == tok.eos_token_id
+    trained = [s.ids[i + 1] for i, m in enumerate(s.loss_mask) if m]
+    assert tok.decode(trained[:-1]) == rec["response"]
+
+
+def test_loader_errors_name_file_and_line(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"prompt": "a", "response": "b"}) + "\n{not json\n" + json.dumps({"prompt": "c"}) + "\n")
+    cfg = DataConfig(source="files", train_files=[str(f)])
+    with pytest.raises(ValueError, match=rf"{f}:2: invalid JSON"):
+        load_split(cfg, "train")
+    cfg.on_error = "skip"
+    records, report = load_split(cfg, "train")
+    assert [r["prompt"] for r in records] == ["a"]
+    assert report.skipped == 2
+    assert any(f"{f}:3: missing or empty field 'response'" in r for r in report.reasons)
+
+
+def test_loader_custom_fields_and_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"q": ["x?", "y?"], "a": ["X", "Y"], "src": ["math", None]}), path)
+    cfg = DataConfig(source="files", train_files=[str(path)], prompt_key="q", response_key="a", data_source_key="src")
+    records, _ = load_split(cfg, "train")
+    assert records[0] == {"prompt": "x?", "response": "X", "data_source": "math"}
+    assert records[1]["data_source"] == "synthetic"
+
+
+def test_sampler_resumes_exactly():
+    a = EpochSampler(100, 16, seed=3)
+    seen = [a.next_batch() for _ in range(9)]  # crosses an epoch boundary (6 batches/epoch)
+    b = EpochSampler(100, 16, seed=3)
+    for _ in range(4):
+        b.next_batch()
+    c = EpochSampler(100, 16, seed=3)
+    c.load_state_dict(b.state_dict())
+    assert [c.next_batch() for _ in range(5)] == seen[4:]
+    assert rank_slice(list(range(16)), 1, 4) == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match="saved for a dataset of 100 samples"):
+        EpochSampler(50, 16, seed=3).load_state_dict(b.state_dict())
+
+
+def test_packing_keeps_every_sample_and_marks_boundaries(tok):
+    recs = generate(SyntheticTaskConfig(num_train=20, num_test=1))["train"]
+    samples = [tokenize_sft(r, tok, "chat", 128) for r in recs]
+    rows = pack(samples, 128)
+    assert sum(len(r) for r in rows) == 20
+    assert all(sum(len(s.ids) - 1 for s in r) <= 128 for r in rows)
+    batch = collate_packed(rows[:2], tok.pad_token_id, 128)
+    cu = batch["cu_seqlens"].tolist()
+    assert cu[0] == 0 and cu[-1] == 256 and batch["tokens"].shape == (1, 256)
+    assert batch["loss_mask"].sum() == sum(sum(s.loss_mask) for r in rows[:2] for s in r)
+    starts = set(cu[:-1])
+    assert all(batch["position_ids"][0, i] == 0 for i in starts)
+    unpacked = collate([s for r in rows[:2] for s in r], tok.pad_token_id)
+    assert unpacked["loss_mask"].sum() == batch["loss_mask"].sum()
+    assert torch.equal(unpacked["labels"][unpacked["loss_mask"].bool()], batch["labels"][batch["loss_mask"].bool()])
