@@ -33,6 +33,9 @@ import torch
 import torch.distributed as dist
 
 ITER_FMT = "iter_{:07d}"
+# Megatron's distributed optimizer defaults to a deprecated format that 0.16 can no longer
+# write; 'fully_reshardable' stores canonical per-parameter state, loadable at any layout.
+OPTIM_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
 META = "r1mega.json"
 
 
@@ -119,7 +122,8 @@ def save_checkpoint(ckpt_dir: str | Path, iteration: int, tm, extra: dict, keep:
     chunks = tm.unwrapped()
     model_sd = _sharded_model_state(chunks)
     dist_checkpointing.save(model_sd, str(tmp / "model"))
-    dist_checkpointing.save(tm.optimizer.sharded_state_dict(_sharded_model_state(chunks)), str(tmp / "optim"))
+    optim_sd = tm.optimizer.sharded_state_dict(_sharded_model_state(chunks), metadata=OPTIM_METADATA)
+    dist_checkpointing.save(optim_sd, str(tmp / "optim"))
     torch.save(_rng_state(), tmp / "rng" / f"rank_{_rank()}.pt")
     _barrier()
     if _rank() == 0:
@@ -174,7 +178,8 @@ def load_checkpoint(iter_dir: str | Path, tm) -> dict:
     chunks = tm.unwrapped()
     load_model_weights(iter_dir, chunks)
     opt_sd = dist_checkpointing.load(
-        tm.optimizer.sharded_state_dict(_sharded_model_state(chunks), is_loading=True), str(iter_dir / "optim")
+        tm.optimizer.sharded_state_dict(_sharded_model_state(chunks), is_loading=True, metadata=OPTIM_METADATA),
+        str(iter_dir / "optim"),
     )
     tm.optimizer.load_state_dict(opt_sd)
     tm.scheduler.load_state_dict(meta["scheduler"])

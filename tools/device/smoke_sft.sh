@@ -17,6 +17,11 @@ for name in bf16 fp8_blockwise fp8_tensorwise; do
   echo "$name exit=$?" >> "$OUT/status.txt"
   cp /tmp/runs/$name/metrics.jsonl "$OUT/$name.metrics.jsonl" 2>/dev/null || true
 done
+# Resume on GPU (distributed optimizer): continue the bf16 run from its final checkpoint.
+python3 -m r1mega.cli.train $common ${RUNS[bf16]} trainer.max_steps=$((STEPS + 10)) hydra.run.dir=/tmp/runs/bf16 > "$OUT/bf16_resume.log" 2>&1
+echo "bf16_resume exit=$?" >> "$OUT/status.txt"
+cp /tmp/runs/bf16/metrics.jsonl "$OUT/bf16_resume.metrics.jsonl" 2>/dev/null || true
+python3 -c "import json; print('bf16_resume resumed_from', json.load(open('/tmp/runs/bf16/summary.json'))['resumed_from'])"
 python3 - <<'PY'
 import json, os
 out = os.environ.get("OUT", "/tmp/out")
