@@ -8,6 +8,10 @@ _MODULES = {
     "sft": "r1mega.stages.sft",
     "r1_zero": "r1mega.stages.grpo",
     "reasoning_rl": "r1mega.stages.grpo",
+    "eval": "r1mega.stages.evaluate",
+    "rejection_sampling": "r1mega.stages.rejection_sampling",
+    "distill_generate": "r1mega.stages.distill_generate",
+    "all_scenario_rl": "r1mega.stages.all_scenario_rl",
 }
 
 

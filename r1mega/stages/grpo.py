@@ -96,7 +96,9 @@ def old_and_ref_logprobs(cfg, tm, ref_chunks, batches, seq_len, mbs, vocab_limit
     return {k: torch.cat([o["logp"] for o in v]) for k, v in out.items()}
 
 
-def run(cfg: R1Config, dims: ParallelDims) -> dict:
+def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=None) -> dict:
+    """make_rewarder(cfg) -> object with score_batch/close (default RewardManager(cfg.reward));
+    train_records replaces the train split (stage all_scenario_rl passes both)."""
     from megatron.core import parallel_state as ps
 
     rl, G = cfg.rl, cfg.rl.group_size
@@ -104,7 +106,7 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
     tokenizer = load_tokenizer(cfg.data.tokenizer)
     check_vocab(tokenizer, cfg)
     vocab_limit = len(tokenizer)
-    train, _ = load_split(cfg.data, "train", need_response=False)
+    train = train_records if train_records is not None else load_split(cfg.data, "train", need_response=False)[0]
     test, _ = load_split(cfg.data, "test", need_response=False)
     prompts_per_step = cfg.trainer.global_batch_size // G
     sampler = EpochSampler(len(train), prompts_per_step, cfg.trainer.seed, cfg.data.shuffle)
@@ -133,12 +135,12 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
         sampler.load_state_dict(meta["data"])
         engine.calls = meta.get("engine_calls", 0)
     elif init is not None:
-        ckpt.load_model_weights(init, tm.unwrapped())
+        ckpt.init_from(init, tm)
     engine.update_weights()
 
     from r1mega.rewards import RewardManager
 
-    rewarder = RewardManager(cfg.reward)
+    rewarder = make_rewarder(cfg) if make_rewarder is not None else RewardManager(cfg.reward)
     logger = MetricsLogger(run_dir, label, cfg.trainer.max_steps, common.is_logging_rank(), cfg.trainer.progress)
     logger.resume_at(start_step)
     dp, dp_rank, dp_group = dims.dp, ps.get_data_parallel_rank(), ps.get_data_parallel_group()

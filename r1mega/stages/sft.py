@@ -103,10 +103,7 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
         start_step = meta["iteration"]
         sampler.load_state_dict(meta["data"])
     elif cfg.trainer.init_from:
-        init = ckpt.latest_checkpoint(cfg.trainer.init_from)
-        if init is None:
-            raise ValueError(f"trainer.init_from={cfg.trainer.init_from!r} holds no complete checkpoint")
-        ckpt.load_model_weights(init, tm.unwrapped())
+        ckpt.init_from(cfg.trainer.init_from, tm)
     label = cfg.stage.label or cfg.stage.name
     logger = MetricsLogger(run_dir, label, cfg.trainer.max_steps, common.is_logging_rank(), cfg.trainer.progress)
     logger.resume_at(start_step)

@@ -167,6 +167,21 @@ def load_model_weights(iter_dir: str | Path, chunks: list) -> None:
             c.load_state_dict(state[f"chunk{i}"], strict=True)
 
 
+def init_from(ckpt_dir: str | Path, tm, key: str = "trainer.init_from") -> Path:
+    """Start training from another run's weights (model only, any layout).
+
+    The optimizer's fp32 main parameters (bf16 training, distributed optimizer) were copied
+    from the model when it was built; ``reload_model_params`` re-copies them from the loaded
+    weights, or the first step would write the old initialisation back into the model.
+    """
+    source = latest_checkpoint(ckpt_dir)
+    if source is None:
+        raise ValueError(f"{key}={str(ckpt_dir)!r} holds no complete checkpoint")
+    load_model_weights(source, tm.unwrapped())
+    tm.optimizer.reload_model_params()
+    return source
+
+
 def load_checkpoint(iter_dir: str | Path, tm) -> dict:
     """Restore model, optimizer, scheduler and (at the same layout) RNG; return the metadata."""
     from megatron.core import dist_checkpointing

@@ -15,6 +15,7 @@ python3 -m r1mega.cli.train stage=reasoning_rl $base trainer.init_from=/tmp/runs
 echo "grpo exit=$?" >> "$OUT/grpo_status.txt"
 cp /tmp/runs/grpo/metrics.jsonl "$OUT/grpo.metrics.jsonl" 2>/dev/null
 cp /tmp/runs/grpo/summary.json "$OUT/grpo.summary.json" 2>/dev/null
+tar czf "$OUT/grpo_logs.tgz" -C "$OUT" grpo.log grpo_cold.log 2>/dev/null && rm -f "$OUT/grpo.log" "$OUT/grpo_cold.log"
 python3 - <<'PY'
 import json, os
 out = os.environ.get("OUT", "/tmp/out")

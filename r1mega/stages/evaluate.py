@@ -1,0 +1,59 @@
+"""Stage ``eval``: held-out pass@1, pass@k, cons@k, greedy accuracy and length of a checkpoint.
+
+    r1mega-train stage=eval trainer.init_from=CKPT_DIR [data=...] [rollout.eval_k=8]
+
+Loads the newest complete checkpoint under ``trainer.init_from`` (any layout), samples
+``rollout.eval_k`` responses per question at ``rollout.eval_temperature`` / ``eval_top_p`` (the
+paper's 0.6 / 0.95) plus one greedy response, scores them with the reward rules, and writes
+``eval.json`` (and the same under ``eval`` in ``summary.json``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from r1mega.config.schema import R1Config
+from r1mega.data.loaders import load_split
+from r1mega.data.tokenizer import load_tokenizer
+from r1mega.eval.runner import evaluate
+from r1mega.parallel.dims import ParallelDims
+from r1mega.stages import common
+from r1mega.training import checkpoint as ckpt
+from r1mega.training.checkpoint import atomic_write_text
+from r1mega.training.metrics import write_summary
+from r1mega.training.setup import build_chunks
+
+
+def run(cfg: R1Config, dims: ParallelDims) -> dict:
+    from megatron.core import parallel_state as ps
+
+    from r1mega.rewards import RewardManager
+    from r1mega.rollout.megatron_engine import MegatronEngine
+
+    run_dir = common.start(cfg, dims)
+    tokenizer = load_tokenizer(cfg.data.tokenizer)
+    records, _ = load_split(cfg.data, "test", need_response=False)
+    chunks = build_chunks(cfg.model, dims, cfg.trainer.precision)
+    if cfg.trainer.init_from:
+        source = ckpt.latest_checkpoint(cfg.trainer.init_from)
+        if source is None:
+            raise ValueError(f"trainer.init_from={cfg.trainer.init_from!r} holds no complete checkpoint")
+        ckpt.load_model_weights(source, chunks)
+    if cfg.rollout.engine == "vllm":
+        from r1mega.rollout.vllm_engine import VLLMEngine
+
+        engine = VLLMEngine.from_chunks(cfg, chunks, tokenizer)
+    else:
+        engine = MegatronEngine(chunks, tokenizer, cfg.rollout.max_batch, cfg.rollout.kv_cache,
+                                lockstep=dims.ep > 1, seed_offset=ps.get_data_parallel_rank() * 7919)
+    with RewardManager(cfg.reward) as rewarder:
+        result = evaluate(engine, tokenizer, records, cfg.data.template, rewarder, cfg.rollout.eval_k,
+                          cfg.rollout.eval_temperature, cfg.rollout.eval_top_p,
+                          cfg.rollout.eval_max_tokens or cfg.rollout.max_tokens,
+                          seed=cfg.trainer.seed + 17, dp_group=ps.get_data_parallel_group())
+    result["checkpoint"] = cfg.trainer.init_from
+    if common.is_logging_rank():
+        atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
+        write_summary(run_dir, {"stage": cfg.stage.label or "eval", "eval": result})
+    common.finish()
+    return result
