@@ -2,6 +2,7 @@
 
     r1mega-launch cluster=slurm_h100 cluster.account=acct cluster.partition=batch cluster.nodes=32 \\
         stage=r1_zero model=deepseek_v3 parallel.pp=16 parallel.ep=16 \\
+        data.seq_length=1536 trainer.micro_batch_size=1 trainer.global_batch_size=512 \\
         plan.first_stage_layers=3 plan.last_stage_layers=2 plan.recompute=full plan.rollout=sleep
     r1mega-launch cluster=slurm_h100 ... -m optim.lr=1e-5,3e-5       # one job per point
     r1mega-launch cluster=local stage=sft model=deepseek_v3_tiny parallel.dp=2 trainer.max_steps=2
@@ -158,12 +159,16 @@ def launch(args: argparse.Namespace) -> int:
         sys.stdout.write(dryrun_text(cluster, name, exp_id, jobs, args.verbose))
         return EXIT_OK
     write_manifest(cluster, name, jobs)
-    if cluster.executor == "slurm" and cluster.submitter == "sbatch":
-        states = submit_sbatch(cluster, name, jobs)
-    else:
-        from r1mega.launch import nemo
+    try:
+        if cluster.executor == "slurm" and cluster.submitter == "sbatch":
+            states = submit_sbatch(cluster, name, jobs)
+        else:
+            from r1mega.launch import nemo
 
-        states = nemo.submit(cluster, name, exp_id, jobs, wait=args.wait, verbose=args.verbose)
+            states = nemo.submit(cluster, name, exp_id, jobs, wait=args.wait, verbose=args.verbose)
+    except (RuntimeError, OSError) as err:
+        print(f"r1mega-launch: submission failed: {err}", file=sys.stderr)
+        return EXIT_FAILED
     for job in jobs:
         print(f"{job.name}: {states.get(job.name, '?')} -> {job.run_dir}")
     failed = [n for n, s in states.items() if s.split()[0] in ("FAILED", "CANCELLED", "UNKNOWN")]

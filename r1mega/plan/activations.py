@@ -15,7 +15,8 @@ tensor *elements per token* (times 2 bytes in bf16, 1 for FP8 GEMM inputs):
   unfused core keeps the softmax, ``a s`` per token, unless ``core_attn`` is recomputed);
 * GQA: K and V have ``kv_heads`` heads; MLA: Q and K have ``d_nope + d_rope`` per head, V
   ``d_v``, plus the compressed query/key-value latents and their norms;
-* SwiGLU: the fc1 output is ``2 f`` (gate and up), the activation output ``f``;
+* SwiGLU as the provider builds it (Megatron's unfused GLU): ``5 f`` per token, see
+  :func:`_swiglu` (``2 f + f`` with ``fused_swiglu``);
 * MoE: router logits and probabilities (fp32), each token's ``k`` copies of the expert input,
   fc1 output, activation output and expert output, and the shared expert like a small MLP.
 
@@ -46,6 +47,7 @@ class _Terms:
         self.act = 4.0 if plan.dtype == "fp32" else 2.0
         self.gemm = 1.0 if plan.fp8 else self.act
         self.modules = modules
+        self.fused_swiglu = plan.fused_swiglu
         self.seq = 0.0  # h-sized tensors: 1/tp only under sequence parallelism
         self.head = 0.0  # head/ffn-split tensors: always 1/tp
 
@@ -76,28 +78,43 @@ def _attention(t: _Terms, m: ModelConfig, plan: PlanConfig) -> None:
     else:
         d, kv = m.head_dim, m.kv_heads
         t.head += (a + 2 * kv) * d * t.act + a * d * t.act  # Q, K, V and the output
+        if plan.spec == "local":
+            t.head += 2 * (a - kv) * d * t.act  # keys/values repeated to every query head
+    if plan.spec == "local":
+        t.head += a * (m.v_head_dim if m.multi_latent_attention else m.head_dim) * t.act  # output copy
     if not plan.flash_attention and not t.skip("core_attn"):
         t.head += a * (plan.seq_length / plan.parallel.cp) * t.act  # softmax probabilities
 
 
 def _mlp(t: _Terms, f: int) -> None:
     if not t.skip("mlp"):
-        t.head += 2 * f * t.act + f * t.gemm  # fc1 output (gate, up) and SwiGLU output
+        t.head += _swiglu(t, f, recompute_act=False)
+
+
+def _swiglu(t: _Terms, f: float, recompute_act: bool) -> float:
+    """Bytes per token of a SwiGLU block's internals (its input is counted with the norms).
+
+    Megatron's unfused GLU (the provider's default) keeps the fc1 output (2f: silu's input is
+    a view of it), silu(gate) (f), ``up + glu_linear_offset`` (f, a new tensor even for a zero
+    offset) and the product (f, the fc2 input): 5f. The fused bias-SwiGLU keeps 2f + f.
+    Recomputing the activation (``moe_act``) keeps only the fc1 output."""
+    if recompute_act:
+        return 2 * f * t.act
+    if t.fused_swiglu:
+        return 2 * f * t.act + f * t.gemm
+    return 4 * f * t.act + f * t.gemm
 
 
 def _moe(t: _Terms, m: ModelConfig, plan: PlanConfig, dims: ParallelDims) -> None:
     h, k = m.hidden_size, m.moe_router_topk
     t.seq += 2 * m.num_experts * 4.0  # router logits and probabilities, fp32
     if m.moe_shared_expert_intermediate_size and not t.skip("shared_experts"):
-        f_s = m.moe_shared_expert_intermediate_size
-        t.head += 2 * f_s * t.act + f_s * t.gemm
+        t.head += _swiglu(t, m.moe_shared_expert_intermediate_size, recompute_act=False)
     if t.skip("moe"):
         return
     copies = k * dims.etp * plan.moe_imbalance  # token copies an expert rank sees per token
     f_e = m.moe_ffn_hidden_size / dims.etp
-    per_copy = h * t.gemm + 2 * f_e * t.act + h * t.act  # expert input, fc1 output, expert output
-    if not t.skip("moe_act"):
-        per_copy += f_e * t.gemm  # SwiGLU output
+    per_copy = h * t.gemm + h * t.act + _swiglu(t, f_e, recompute_act=t.skip("moe_act"))  # input, output
     t.seq += copies * per_copy  # expert tokens follow the (SP-sharded) tokens they came from
 
 

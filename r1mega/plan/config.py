@@ -64,6 +64,9 @@ class PlanConfig:
     """Keep the primary weights in FP8 (1 byte + 1 byte transpose cache instead of 2 + 1)."""
     grad_dtype: str = "fp32"
     """Dtype of the gradient buffer; Megatron accumulates bf16 gradients in fp32."""
+    optimizer_step_temp_bytes: float = 0.0
+    """Transient bytes per (sharded) parameter during the optimizer step: 0 for TE/Apex
+    FusedAdam, about 4 for torch.optim.AdamW (foreach), Megatron's fallback without them."""
     master_weights: bool = True
     """Keep fp32 master weights in the optimizer (always true in Megatron's mixed precision)."""
     optimizer_state_dtype: str = "fp32"
@@ -78,11 +81,18 @@ class PlanConfig:
     """Megatron recompute_modules used by recompute=selective."""
     flash_attention: bool = True
     """Fused attention (TE / flash / SDPA) that never stores the s x s score matrix."""
+    spec: str = "te"
+    """Layer implementation the job builds: te (Transformer Engine) or local (Megatron's local
+    modules with r1mega's SDPA core attention, which expands GQA keys/values to every head
+    and keeps a second copy of the attention output)."""
+    fused_swiglu: bool = False
+    """Megatron's fused bias-SwiGLU (bias_activation_fusion): keeps the fc1 output (2f) and
+    the fc2 input (f) per token instead of 5f. r1mega's provider leaves it off."""
     moe_imbalance: float = 1.0
     """Tokens the busiest expert rank receives relative to a perfectly balanced router."""
-    logits_bytes: float = 10.0
-    """Bytes per logit on the last stage: bf16 logits + fp32 softmax saved for the backward +
-    a transient fp32 copy in the cross-entropy / log-prob computation."""
+    logits_bytes: float = 6.0
+    """Bytes per logit at the last stage's peak: the bf16 output-layer logits and their fp32
+    copy, whose softmax Megatron's vocab-parallel cross-entropy keeps for the backward."""
 
     rollout: str = "none"
     """The rollout engine on the same GPUs: none, colocated (keeps
@@ -110,6 +120,7 @@ class PlanConfig:
         _choice("optimizer_state_dtype", self.optimizer_state_dtype, STATE_DTYPES)
         _choice("recompute", self.recompute, RECOMPUTE)
         _choice("rollout", self.rollout, ROLLOUT)
+        _choice("spec", self.spec, ("te", "local"))
         bad = sorted(set(self.recompute_modules) - set(RECOMPUTE_MODULES))
         if bad:
             raise ValueError(f"recompute_modules has unknown module(s) {bad}; choices: {list(RECOMPUTE_MODULES)}")

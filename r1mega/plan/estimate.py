@@ -3,9 +3,10 @@
 For pipeline rank ``r`` the estimate is::
 
     weights + gradients + optimizer states           (states.py, this stage's layers)
-  + in_flight(r) x activations of the stage's layers (activations.py, layout.py)
-  + [full recompute] one layer rebuilt for its backward
-  + [first stage] embedding output   [last stage] logits, MTP layers
+  + max( in_flight(r) x activations of the stage's layers (activations.py, layout.py)
+         + [full recompute] one layer rebuilt for its backward
+         + [first stage] embedding output   [last stage] logits, MTP layers,
+         optimizer-step temporaries )
   + rollout engine share + reference weights + fixed overhead
 
 ``allocated`` is what ``torch.cuda.max_memory_allocated`` should show (states and
@@ -36,6 +37,7 @@ class StageEstimate:
     grads: float
     optimizer: float
     activations: float
+    step_temp: float
     in_flight: float
     rollout: float
     reference: float
@@ -43,8 +45,10 @@ class StageEstimate:
 
     @property
     def allocated(self) -> float:
-        """What PyTorch's allocator holds at the peak (states + activations)."""
-        return self.weights + self.grads + self.optimizer + self.activations + self.reference
+        """What PyTorch's allocator holds at the peak: the model states plus the larger of the
+        backward pass's activations and the optimizer step's temporaries."""
+        states = self.weights + self.grads + self.optimizer + self.reference
+        return states + max(self.activations, self.step_temp)
 
     @property
     def total(self) -> float:
@@ -111,7 +115,7 @@ def estimate_stage(m: ModelConfig, plan: PlanConfig, dims: ParallelDims, stage: 
     reference = params.total * 2.0 if plan.reference_on_gpu else 0.0
     return StageEstimate(
         stage=stage, params=params.total, weights=states.weights, grads=states.grads,
-        optimizer=states.optimizer, activations=activations, in_flight=flight,
+        optimizer=states.optimizer, activations=activations, step_temp=states.step_temp, in_flight=flight,
         rollout=_rollout(plan, capacity), reference=reference, overhead=plan.overhead_gib * GIB,
     )
 

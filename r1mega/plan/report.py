@@ -26,6 +26,7 @@ ROWS = (
     ("optimizer", lambda s: s.optimizer / GIB),
     ("activations", lambda s: s.activations / GIB),
     ("  in-flight mb", lambda s: s.in_flight),
+    ("optimizer step", lambda s: s.step_temp / GIB),
     ("reference", lambda s: s.reference / GIB),
     ("allocated", lambda s: s.allocated / GIB),
     ("rollout engine", lambda s: s.rollout / GIB),
@@ -97,6 +98,7 @@ def as_dict(est: Estimate) -> dict[str, Any]:
 
 def _stage_dict(s: StageEstimate) -> dict[str, Any]:
     out = {"stage": s.stage.index, "layers": s.stage.num_layers, "params": s.params, "in_flight": s.in_flight}
-    for key in ("weights", "grads", "optimizer", "activations", "reference", "allocated", "rollout", "overhead", "total"):
+    for key in ("weights", "grads", "optimizer", "activations", "step_temp", "reference", "allocated", "rollout",
+                "overhead", "total"):
         out[f"{key}_gib"] = getattr(s, key) / GIB
     return out

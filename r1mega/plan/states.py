@@ -112,6 +112,8 @@ class StateBytes:
     weights: float
     grads: float
     optimizer: float
+    step_temp: float
+    """Transient memory of the optimizer step (activations are freed by then)."""
 
 
 def state_bytes(plan: PlanConfig, dims: ParallelDims, params: StageParams) -> StateBytes:
@@ -124,8 +126,7 @@ def state_bytes(plan: PlanConfig, dims: ParallelDims, params: StageParams) -> St
     moment = 4.0 if plan.optimizer_state_dtype == "fp32" else 2.0
     master = 4.0 if plan.master_weights and plan.dtype != "fp32" else 0.0
     per_param = master + 2 * moment
+    shard = params.total
     if plan.parallel.distributed_optimizer:
-        optimizer = per_param * (params.dense / (dims.dp * dims.cp) + params.expert / dims.expert_dp)
-    else:
-        optimizer = per_param * params.total
-    return StateBytes(weights, grads, optimizer)
+        shard = params.dense / (dims.dp * dims.cp) + params.expert / dims.expert_dp
+    return StateBytes(weights, grads, per_param * shard, plan.optimizer_step_temp_bytes * shard)
