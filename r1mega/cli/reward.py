@@ -8,7 +8,7 @@ Each input line is a JSON object with ``completion``, ``data_source`` and the gr
 
 The output appears atomically (written to a temporary file next to it, then renamed), and a
 one-line summary goes to stderr. Exit status: 0 when the file was processed (even with bad
-lines), 2 for usage errors, 1 when the input cannot be read.
+lines), 2 for usage errors, 1 when the input cannot be read or the output not written.
 
 Examples::
 
@@ -53,11 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_config_file(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    if path.endswith((".yaml", ".yml")):
-        import yaml
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
 
-        return yaml.safe_load(text) or {}
-    return json.loads(text)
+            return yaml.safe_load(text) or {}
+        return json.loads(text)
+    except Exception as exc:  # JSON and YAML syntax errors alike
+        raise ValueError(f"cannot parse {path}: {exc}") from None
 
 
 def _select(recipe: SourceRewardConfig, names: list[str], timeout: float | None) -> SourceRewardConfig:
@@ -162,7 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"r1mega-reward: cannot read {args.input}: {exc}", file=sys.stderr)
         return 1
-    dst, tmp = _atomic_output(args.output)
+    try:
+        dst, tmp = _atomic_output(args.output)
+    except OSError as exc:
+        src.close()
+        print(f"r1mega-reward: cannot write next to {args.output}: {exc}", file=sys.stderr)
+        return 1
     try:
         with src, dst, RewardManager(config) as manager:
             summary = score_file(manager, src, dst, args.batch_size)

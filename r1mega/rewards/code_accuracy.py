@@ -12,7 +12,7 @@ since later tests cannot change the reward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from r1mega.rewards.code_tests import parse_tests
 from r1mega.rewards.component import Component, one_of, positive
@@ -49,7 +49,8 @@ class CodeAccuracyOptions:
     network: str = "auto"
     """``auto`` (namespace when possible, else the Python socket block), ``namespace`` (required) or ``preamble``."""
     drop_privileges: str = "auto"
-    """``auto`` (dedicated uid when the worker is root), ``always`` (required) or ``never``."""
+    """``auto`` (dedicated uid when the worker is root), ``always`` (required) or ``never``
+    (as root this also lifts the process limit: the kernel does not apply RLIMIT_NPROC to root)."""
     python: str | None = None
     """Interpreter for Python candidates; default: this one, or a system one the sandbox uid can run."""
     python_flags: tuple[str, ...] = ("-I", "-S")

@@ -1,6 +1,7 @@
 """Build typed dataclasses from plain dicts, with errors that name the offending field.
 
-Configs arrive as plain data (JSON, YAML, ``OmegaConf.to_object`` output). This module turns
+Configs arrive as plain data (JSON, YAML, ``OmegaConf.to_object`` output, or an OmegaConf
+``DictConfig`` itself: any Mapping / Sequence is accepted). This module turns
 such a mapping into a dataclass instance, checking each value against the field's annotation:
 ``bool``, ``int``, ``float`` (ints accepted), ``str``, ``X | None``, ``list[X]``, ``tuple[X, ...]``
 (a list is accepted), ``dict[str, X]``, ``Any`` and nested dataclasses. Unknown keys and wrong
@@ -15,7 +16,7 @@ import dataclasses
 import re
 import types
 import typing
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 
 # A message that starts with a relative field path ("options: ...", "components[0].name: ...").
@@ -26,11 +27,20 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _plain(value: Any) -> Any:
+    """Untyped values: turn other Mappings/Sequences (OmegaConf containers) into dict/list."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _coerce(value: Any, tp: Any, path: str) -> Any:
     """Check ``value`` against annotation ``tp``; convert dicts to dataclasses, lists to tuples."""
     origin = typing.get_origin(tp)
     if tp is Any:
-        return value
+        return _plain(value)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
         if value is None and type(None) in options:
@@ -49,7 +59,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             return value
         return from_dict(tp, value, path)
     if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
+        if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
             raise ValueError(f"{path}: expected a list, got {type(value).__name__}")
         (item_tp, *_rest) = typing.get_args(tp) or (Any,)
         items = [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]

@@ -20,12 +20,14 @@ throw-away child) and cached per process. ``docs/rewards.md`` lists what degrade
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import dataclasses
 import errno
 import fcntl
 import functools
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -134,6 +136,15 @@ class SandboxIdentity:
     marker: str
     """Value of the ``R1MEGA_SANDBOX`` variable put in every sandboxed child's environment."""
 
+    @property
+    def scratch_dir(self) -> str:
+        """Parent of this identity's run directories; whoever sweeps the identity removes it.
+
+        A worker killed mid-run cannot delete its run directory itself, so run directories
+        live here and the pool deletes the whole tree after replacing a worker.
+        """
+        return os.path.join(tempfile.gettempdir(), self.marker)
+
 
 _held_claims: dict[int, int] = {}
 
@@ -235,4 +246,5 @@ def current_identity() -> SandboxIdentity:
     global _identity
     if _identity is None:
         _identity = new_identity(drop_privileges=True)
+        atexit.register(shutil.rmtree, _identity.scratch_dir, True)
     return _identity

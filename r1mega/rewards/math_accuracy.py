@@ -5,11 +5,13 @@ Pipeline for one item, cheapest first:
 1. **extract** the final answer in the calling process (:mod:`r1mega.rewards.extract`): last
    ``<answer>`` tag or last ``\\boxed{}`` after ``</think>``; no closing ``</think>`` means no
    answer (``require_think``), so an unfinished generation scores 0.
-2. **fast path** (:mod:`r1mega.rewards.math_normalize`): identical normalised strings and plain
+2. **fast path** (:mod:`r1mega.rewards.math_normalize`, :mod:`r1mega.rewards.math_structured`):
+   identical normalised strings, plain numbers, and points/intervals/sets/matrices of plain
    numbers are decided in microseconds with no worker round trip.
-3. **math-verify** in a worker (:mod:`r1mega.rewards.math_verify_backend`) under a soft
-   deadline (exception inside the worker) and a hard one (the pool kills the worker). A timeout
-   scores 0 with status ``timeout``.
+3. **math-verify** in a worker (:mod:`r1mega.rewards.math_verify_backend`; polynomial
+   identities are settled there with ``Poly`` instead of ``simplify``) under a soft deadline
+   (exception inside the worker) and a hard one (the pool kills the worker). A timeout scores
+   0 with status ``timeout``; verdicts are cached across batches, timeouts are not.
 
 Several gold answers may be given as a list; any match counts.
 """

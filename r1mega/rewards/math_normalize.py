@@ -11,7 +11,9 @@ under math-verify's own conventions:
 * **plain numbers** (integers, decimals, ``a/b``, ``\\frac{a}{b}`` of at most 15 significant
   digits) compared as exact rationals: equal values -> equal; two different rationals without a
   decimal point -> different; a decimal that differs from the other number by more than what
-  math-verify's rounding to ``float_rounding`` places could absorb -> different.
+  math-verify's rounding to ``float_rounding`` places could absorb -> different;
+* **structures of plain numbers** (points, intervals, sets, matrices) and ``k\\sqrt{m}``:
+  see :mod:`r1mega.rewards.math_structured`.
 
 Anything else (including "close but not equal" decimals, percentages, units, expressions)
 returns None and goes to math-verify in a worker. ``tests/rewards/test_math_fastpath.py``
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+
+from r1mega.rewards.math_structured import structured_verdict
 
 _MAX_SIGNIFICANT_DIGITS = 15
 # Decimal comparisons are only decided here for magnitudes where 15 significant digits still
@@ -108,15 +112,8 @@ def parse_plain_number(text: str) -> tuple[Fraction, bool] | None:
     return None
 
 
-def fast_verdict(gold: str, pred: str, float_rounding: int = 6) -> bool | None:
-    """True/False when certain without sympy (see module docstring), None to defer."""
-    if not pred.strip():
-        return False
-    if compact(gold) == compact(pred):
-        return True
-    g, p = parse_plain_number(gold), parse_plain_number(pred)
-    if g is None or p is None:
-        return None
+def number_verdict(g: tuple[Fraction, bool], p: tuple[Fraction, bool], float_rounding: int = 6) -> bool | None:
+    """Compare two parsed plain numbers ``(value, has_decimal_point)`` under math-verify's rules."""
     (gv, g_dec), (pv, p_dec) = g, p
     if gv == pv:
         return True
@@ -127,3 +124,16 @@ def fast_verdict(gold: str, pred: str, float_rounding: int = 6) -> bool | None:
     if max(abs(gv), abs(pv)) < _MAX_MAGNITUDE and abs(gv - pv) >= Fraction(2, 10**float_rounding):
         return False
     return None
+
+
+def fast_verdict(gold: str, pred: str, float_rounding: int = 6) -> bool | None:
+    """True/False when certain without sympy (see module docstring), None to defer."""
+    if not pred.strip():
+        return False
+    g_text, p_text = compact(gold), compact(pred)
+    if g_text == p_text:
+        return True
+    g, p = parse_plain_number(g_text), parse_plain_number(p_text)
+    if g is not None and p is not None:
+        return number_verdict(g, p, float_rounding)
+    return structured_verdict(g_text, p_text, lambda a, b: number_verdict(a, b, float_rounding), parse_plain_number)

@@ -12,11 +12,12 @@ Conventions inherited from math-verify 0.9 (documented in docs/rewards.md): ``50
 case-insensitively; decimals are rounded to 6 places before comparing.
 
 Why this module never uses math-verify's own timeouts: they rely on ``signal.alarm``, which
-only works in the main thread, has one-second granularity, and cannot interrupt C code (a big
-integer power such as ``9^{9^{9^{9}}}`` runs inside CPython's long arithmetic and ignores
-signals). Instead the caller gives a *soft* deadline that :mod:`r1mega.rewards.worker` raises
-as an exception with ``setitimer`` (interrupts pure-Python sympy loops, keeps the worker) and
-the pool enforces a *hard* deadline by killing the worker process.
+only works in the main thread, has one-second granularity, and cannot interrupt C code that
+never checks for signals (one multiplication of two huge integers, say, while sympy expands
+``9^{9^{9^{9}}}``-like inputs). Instead the caller gives a *soft* deadline that
+:mod:`r1mega.rewards.worker` raises as an exception with ``setitimer`` (interrupts anything
+that returns to the interpreter loop) and the pool enforces a *hard* deadline by killing the
+worker process.
 
 Nothing here ever converts a parsed expression to a string: printing a huge sympy object can
 itself take forever.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 
+import sympy
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
 from r1mega.rewards.math_normalize import normalize_latex_light
@@ -35,6 +37,8 @@ from r1mega.rewards.math_normalize import normalize_latex_light
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 _EXTRACTION = (LatexExtractionConfig(), ExprExtractionConfig())
+_MAX_POLY_OPS = 200
+_MAX_POLY_EXPONENT = 32
 
 
 def _as_latex_env(expr: str) -> str:
@@ -81,16 +85,52 @@ def verify_answer(
         return False
     for gold in golds:
         parsed_gold = list(parse_gold(gold))
-        if parsed_gold and verify(
-            parsed_gold,
-            predicted,
-            float_rounding=float_rounding,
-            numeric_precision=numeric_precision,
-            strict=strict,
-            timeout_seconds=None,
-        ):
+        if not parsed_gold:
+            continue
+        quick = polynomial_verdict(parsed_gold, predicted) if strict else None
+        if quick is None:
+            quick = verify(parsed_gold, predicted, float_rounding=float_rounding,
+                           numeric_precision=numeric_precision, strict=strict, timeout_seconds=None)
+        if quick:
             return True
     return False
+
+
+def _rational_poly(expr, symbols):
+    """``expr`` as a polynomial with rational coefficients in ``symbols``, else None."""
+    if not isinstance(expr, sympy.Expr) or isinstance(expr, sympy.Symbol) or not expr.free_symbols:
+        return None
+    if expr.has(sympy.UnevaluatedExpr) or sympy.count_ops(expr) > _MAX_POLY_OPS:
+        return None
+    if any(p.exp.is_Integer and abs(p.exp) > _MAX_POLY_EXPONENT for p in expr.atoms(sympy.Pow)):
+        return None
+    try:
+        return sympy.Poly(expr, *symbols, domain="QQ")
+    except (sympy.PolynomialError, sympy.GeneratorsError, sympy.CoercionFailed, ValueError, TypeError):
+        return None
+
+
+def polynomial_verdict(parsed_gold: list, parsed_pred: list) -> bool | None:
+    """Decide polynomial identities exactly, without ``simplify``; None when not applicable.
+
+    For two expressions that are polynomials with rational coefficients (``(x+2)(x+3)`` vs
+    ``x^2+5x+6``), math-verify's verdict in strict mode is ``simplify(gold - pred) == 0``; the
+    expanded difference is zero exactly then, and ``Poly`` computes it in a millisecond where
+    ``simplify`` takes tens. Bare symbols (text answers), relations, sets, numbers and
+    anything with floats, constants or functions are left to math-verify.
+    """
+    gold_exprs = [x for x in parsed_gold if isinstance(x, sympy.Basic)]
+    pred_exprs = [x for x in parsed_pred if isinstance(x, sympy.Basic)]
+    if len(gold_exprs) != 1 or len(pred_exprs) != 1:
+        return None
+    gold, pred = gold_exprs[0], pred_exprs[0]
+    if not isinstance(gold, sympy.Expr) or not isinstance(pred, sympy.Expr):
+        return None
+    symbols = sorted(gold.free_symbols | pred.free_symbols, key=sympy.default_sort_key)
+    g, p = _rational_poly(gold, symbols), _rational_poly(pred, symbols)
+    if g is None or p is None:
+        return None
+    return (g - p).is_zero
 
 
 # One pair per common answer shape. ANTLR builds its prediction (DFA) caches lazily, per

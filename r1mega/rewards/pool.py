@@ -15,7 +15,8 @@ Mechanics (all in the calling thread, no helper threads):
 * a worker that dies (segfault, a program that killed its parent, the OOM killer) is noticed
   through its sentinel; its job reports ``crashed`` and the slot is respawned;
 * after a kill or a death the slot's sandbox identity is swept (every process of its uid or
-  carrying its marker), because a sandboxed program may have outlived the worker.
+  carrying its marker, and its scratch directory), because a sandboxed program may have
+  outlived the worker; the replacement worker does this before it reports ready.
 
 Workers start through ``forkserver`` by default: the server imports and warms sympy once
 (:mod:`r1mega.rewards.worker_preload`), each worker is a cheap fork of it, and the parent may
@@ -67,12 +68,13 @@ class WorkerPool:
         self._memory_mb = memory_mb
         self._closed = False
         self._slots = [_Slot(isolation.new_identity(drop_privileges)) for _ in range(num_workers)]
+        self._dying: list = []  # killed workers not yet reported dead by their parent
         for slot in self._slots:
-            self._sweep(slot)  # a previous owner of the uid may have left processes
             self._start(slot)
 
     # ---------------------------------------------------------------- lifecycle
     def _start(self, slot: _Slot) -> None:
+        """Start a worker for ``slot``; it sweeps the slot's identity before announcing itself."""
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(target=worker_main, args=(child_conn, self._memory_mb, slot.identity),
                                     daemon=True, name="r1mega-reward-worker")
@@ -92,19 +94,25 @@ class WorkerPool:
             process.join(timeout=1.0)
         if process.is_alive():
             process.kill()
-            process.join(timeout=5.0)
+            process.join(timeout=1.0 if graceful else 0.05)
+            if process.exitcode is None:  # SIGKILL is certain; collect it later, not now
+                self._dying.append(process)
         if conn is not None:
             conn.close()
         slot.process, slot.conn, slot.ready, slot.job = None, None, False, None
 
     def _sweep(self, slot: _Slot) -> None:
-        if slot.identity.uid is not None:
-            procs.kill_uid(slot.identity.uid)
-        procs.kill_marked(slot.identity.marker)
+        """Kill what the slot's sandboxes left running, then delete their directories."""
+        procs.sweep_identity(slot.identity.uid, slot.identity.marker, slot.identity.scratch_dir)
 
     def _replace(self, slot: _Slot) -> None:
+        """Kill the slot's worker and start another; the new one sweeps what the old one left.
+
+        Sweeping in the new worker keeps this (the batch's) loop free: the other workers go on
+        receiving jobs while the replacement starts up.
+        """
         self._stop(slot, graceful=False)
-        self._sweep(slot)
+        self._dying = [p for p in self._dying if p.exitcode is None]  # exitcode polls, reaps
         slot.restarts += 1
         self._start(slot)
 
@@ -115,6 +123,9 @@ class WorkerPool:
         self._closed = True
         for slot in self._slots:
             self._stop(slot, graceful=True)
+        for process in self._dying:
+            process.join(timeout=5.0)
+        for slot in self._slots:
             self._sweep(slot)
             if slot.identity.uid is not None:
                 isolation.release_uid(slot.identity.uid)
@@ -125,9 +136,26 @@ class WorkerPool:
         return [s.process.pid for s in self._slots if s.process is not None and s.process.pid]
 
     @property
+    def scratch_dirs(self) -> list[str]:
+        """Where each slot's sandboxed programs get their run directories."""
+        return [s.identity.scratch_dir for s in self._slots]
+
+    @property
     def restarts(self) -> int:
         """How many workers were replaced after a kill or a death."""
         return sum(s.restarts for s in self._slots)
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Block until every worker has announced itself; False if ``timeout`` passed first.
+
+        Useful to keep worker start-up (or a replacement's) out of a latency measurement.
+        """
+        deadline = time.monotonic() + timeout
+        while not all(s.ready for s in self._slots):
+            if time.monotonic() > deadline:
+                return False
+            self._wait((), [])
+        return True
 
     # ---------------------------------------------------------------- running
     def run(self, jobs: Sequence[Job]) -> list[Outcome]:

@@ -9,13 +9,17 @@ step; afterwards we kill by *identity*:
   so even a fork bomb cannot outrun it.
 * without one, :func:`kill_marked` scans ``/proc/*/environ`` for the run's unique
   ``R1MEGA_SANDBOX=<marker>`` variable and kills the matches, repeating until none are left.
-  A program that re-``exec``\\s itself with a cleared environment escapes this scan; that is why
-  the uid path is preferred whenever the reward workers run as root.
+  A program that re-``exec``\\s itself with a cleared environment escapes this scan; in a pool
+  worker, a child subreaper, :func:`kill_children` catches it anyway, because every orphan of
+  a sandbox ends up as the worker's child.
+
+Pool workers then reap (:func:`reap_children`) until :func:`has_children` says nothing is left.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -48,31 +52,9 @@ def _uid_of(pid: int) -> int | None:
     return None
 
 
-def _state_and_parent(pid: int) -> tuple[str, int]:
-    """``(state letter, parent pid)`` from ``/proc/<pid>/stat`` (the comm field may hold spaces)."""
-    stat = _read(f"/proc/{pid}/stat")
-    fields = stat[stat.rfind(b")") + 2:].split()
-    return (fields[0].decode(), int(fields[1])) if len(fields) > 1 else ("?", 0)
-
-
 def pids_of_uid(uid: int) -> list[int]:
     """Pids whose real uid is ``uid`` (from the ``Uid:`` line of ``/proc/<pid>/status``)."""
     return [pid for pid in _pids() if _uid_of(pid) == uid]
-
-
-def live_pids_of_uid(uid: int) -> list[int]:
-    """Processes of ``uid`` that still matter: running ones, and zombies this process can reap.
-
-    Zombies adopted by some other process (PID 1 in a container that never reaps) are dead
-    and beyond our reach, so they are left out.
-    """
-    me = os.getpid()
-    found = []
-    for pid in pids_of_uid(uid):
-        state, parent = _state_and_parent(pid)
-        if state != "Z" or parent == me:
-            found.append(pid)
-    return found
 
 
 def _kill(pid: int) -> None:
@@ -121,6 +103,31 @@ def kill_uid(uid: int) -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
+def kill_children() -> int:
+    """SIGKILL every child of this process (found through ``/proc/<pid>/stat``); returns how many.
+
+    In a subreaper whose only children are sandbox processes this catches what a marker scan
+    cannot: orphans that re-``exec``\\ed with an empty environment.
+    """
+    me, count = os.getpid(), 0
+    for pid in _pids():
+        stat = _read(f"/proc/{pid}/stat")
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            _kill(pid)
+            count += 1
+    return count
+
+
+def has_children() -> bool:
+    """Whether this process has any child, running or exited (``waitpid`` without reaping)."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
 def reap_children() -> int:
     """Collect every exited child (non-blocking); returns how many were reaped."""
     reaped = 0
@@ -134,21 +141,6 @@ def reap_children() -> int:
         reaped += 1
 
 
-def reap_uid(uid: int, timeout: float = 1.0) -> bool:
-    """After :func:`kill_uid` in a subreaper: reap until no process of ``uid`` is left.
-
-    Returns False when some remain after ``timeout`` (e.g. zombies whose parent is not us).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        reap_children()
-        if not live_pids_of_uid(uid):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-
-
 def wait_uid_gone(uid: int, timeout: float) -> bool:
     """Poll until no process of ``uid`` exists (dying ones need a moment); False on timeout."""
     deadline = time.monotonic() + timeout
@@ -157,6 +149,15 @@ def wait_uid_gone(uid: int, timeout: float) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def sweep_identity(uid: int | None, marker: str, scratch_dir: str) -> None:
+    """Kill every process of a sandbox identity and delete its scratch directory."""
+    if uid is not None:
+        kill_uid(uid)  # covers everything: sandboxed programs cannot change uid
+    else:
+        kill_marked(marker)
+    shutil.rmtree(scratch_dir, ignore_errors=True)
 
 
 def kill_group(pgid: int) -> None:

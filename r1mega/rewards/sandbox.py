@@ -13,14 +13,17 @@ Every run gets:
   worker nor gains privileges through set-uid binaries;
 * the isolation of :mod:`r1mega.rewards.isolation` the host allows: network namespace, private
   ``/tmp``, dedicated uid;
-* a **wall-clock timeout**, after which the process group and then every process of the
-  identity are killed. The same cleanup runs after *every* run, so double-forked daemons die too.
+* a **wall-clock timeout** (waited on with a pidfd, so short runs return at once), after
+  which the process group is killed -- and after *every* run, a sweep of whatever is left: in
+  a pool worker, which is a child subreaper, any surviving descendant (a double-forked daemon
+  that called ``setsid``) has been re-parented to the worker, so "no children" proves the run
+  is clean; otherwise every process of the identity is killed and the zombies reaped.
 
 stdin, stdout and stderr are unnamed temporary files rather than pipes: no deadlock on large
 outputs, and ``RLIMIT_FSIZE`` bounds what a program can print.
 
-The caller owns the run directory (:func:`run_directory`): a fresh ``mkdtemp`` handed to the
-sandbox uid and removed afterwards.
+The caller owns the run directory (:func:`run_directory`): a fresh ``mkdtemp`` inside the
+identity's scratch directory, handed to the sandbox uid and removed afterwards.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import contextlib
 import dataclasses
 import os
 import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -95,8 +99,13 @@ class SandboxError(RuntimeError):
 
 @contextlib.contextmanager
 def run_directory(identity: isolation.SandboxIdentity) -> Iterator[str]:
-    """A fresh private directory for one candidate program, removed afterwards."""
-    path = tempfile.mkdtemp(prefix="r1mega-sbx-")
+    """A fresh private directory for one candidate program, removed afterwards.
+
+    It is created inside ``identity.scratch_dir`` (traversable, not listable, by others), so a
+    directory orphaned by a killed worker is still found and removed by the pool's sweep.
+    """
+    os.makedirs(identity.scratch_dir, mode=0o711, exist_ok=True)
+    path = tempfile.mkdtemp(prefix="run-", dir=identity.scratch_dir)
     try:
         if identity.uid is not None:
             os.chown(path, identity.uid, identity.uid)
@@ -164,27 +173,60 @@ def _environment(policy: Policy, cwd: str) -> dict[str, str]:
     }
 
 
-def cleanup(policy: Policy, pgid: int | None = None) -> None:
-    """Kill everything a run may have left: its group, then all processes of its identity."""
-    if pgid is not None:
-        procs.kill_group(pgid)
+def cleanup(policy: Policy) -> None:
+    """Kill every process of the run's identity (its uid, or its environment marker)."""
     if policy.identity.uid is not None:
         procs.kill_uid(policy.identity.uid)
     else:
         procs.kill_marked(policy.identity.marker)
 
 
-def _reap(policy: Policy) -> None:
-    """In a pool worker (a subreaper), collect the zombies of killed descendants.
+def _sweep(policy: Policy, timeout: float = 3.0) -> None:
+    """After the run's own process is gone: kill and reap whatever it left behind.
 
-    They would otherwise linger and, with a dedicated uid, count against its process limit.
+    In a pool worker (a subreaper, see :func:`isolation.become_subreaper`) every surviving
+    descendant -- however it forked or called ``setsid`` -- has been handed to us, so "no
+    children" is the exact end condition: the common case costs one ``waitid``, and after a
+    kill we reap until nothing is left (zombies would otherwise count against a dedicated
+    uid's process limit). Without a dedicated uid, orphans are also killed as our children,
+    which catches those that dropped the marker from their environment. Elsewhere (in-process
+    use) we can only kill by identity.
     """
-    if not isolation.is_subreaper():
+    reaper = isolation.is_subreaper()
+    if reaper and not procs.has_children():
         return
-    if policy.identity.uid is not None:
-        procs.reap_uid(policy.identity.uid)
-    else:
+    cleanup(policy)
+    if not reaper:
+        return
+    deadline = time.monotonic() + timeout
+    while True:
         procs.reap_children()
+        if not procs.has_children() or time.monotonic() > deadline:
+            return
+        time.sleep(0.005)
+        if policy.identity.uid is None:  # no kill(-1) to rely on: by marker, then by parentage
+            procs.kill_marked(policy.identity.marker, rounds=1)
+            procs.kill_children()
+
+
+def _wait_exit(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait until ``proc`` exits or ``timeout`` passes; True when it exited.
+
+    A pidfd becomes readable the moment the process exits, so short runs are not rounded up
+    to ``Popen.wait``'s polling interval (it sleeps in growing steps of up to 50 ms).
+    """
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
 
 
 def _read_capped(f, cap: int) -> bytes:
@@ -204,15 +246,12 @@ def run(argv: list[str], workdir: str, stdin: bytes, limits: Limits, policy: Pol
                                     preexec_fn=setup, start_new_session=True, close_fds=True)
         except (OSError, subprocess.SubprocessError) as exc:
             raise SandboxError(f"could not start {argv[0]!r}: {exc}") from None
-        timed_out = False
         try:
-            proc.wait(timeout=limits.wall_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            timed_out = not _wait_exit(proc, limits.wall_s)
         finally:
-            cleanup(policy, pgid=proc.pid)
+            procs.kill_group(proc.pid)
             proc.wait()
-            _reap(policy)
+            _sweep(policy)
         elapsed = time.monotonic() - start
         out_size = os.fstat(fout.fileno()).st_size
         code = proc.returncode

@@ -14,6 +14,12 @@ at the hard deadline. After a soft timeout the worker answers and then exits: th
 code (ANTLR's lazily built DFA caches, sympy's caches) may have been stopped half-way through
 updating shared state, and a fresh fork of the warm forkserver costs milliseconds.
 
+At start a worker asks to be SIGKILLed when its parent dies, hides its environment from
+same-uid processes (not dumpable), becomes a child subreaper (orphaned sandbox processes come
+back to it for killing and reaping), sets a soft address-space limit, so a sympy blow-up
+raises MemoryError instead of swapping the node, and sweeps its slot's sandbox identity (a
+killed predecessor may have left processes and run directories) before announcing itself.
+
 Importing this module has no side effects; :mod:`r1mega.rewards.worker_preload` is what the
 forkserver imports to start workers with sympy loaded and warm.
 """
@@ -26,7 +32,7 @@ import signal
 import time
 from typing import Any
 
-from r1mega.rewards import isolation
+from r1mega.rewards import isolation, procs
 
 
 class SoftTimeout(BaseException):
@@ -71,6 +77,8 @@ def _init_process(memory_mb: int | None, identity: isolation.SandboxIdentity) ->
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 1024 * 1024, hard))
     isolation.set_identity(identity)
+    # a killed predecessor in this slot may have left sandboxed processes and run directories
+    procs.sweep_identity(identity.uid, identity.marker, identity.scratch_dir)
 
 
 def worker_main(conn, memory_mb: int | None, identity: isolation.SandboxIdentity) -> None:

@@ -16,8 +16,9 @@ def warm() -> None:
     """Import the job modules and run a few verifications."""
     try:
         from r1mega.rewards import code_runner  # noqa: F401
-        from r1mega.rewards import math_verify_backend
+        from r1mega.rewards import isolation, math_verify_backend
 
+        isolation.probe()  # which namespaces work here: asked once, inherited by every fork
         math_verify_backend.warm_up()
     except Exception:
         pass
