@@ -98,3 +98,16 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5), ra["step"]
         assert rb["lr"] == ra["lr"], ra["step"]
         assert rb["epoch"] == ra["epoch"]
+
+
+def test_multirun_gives_one_run_dir_per_point(tmp_path):
+    out = train(["-m", *SMALL, "trainer.max_steps=2", "optim.lr=1e-3,3e-4", "trainer.plots=false",
+                 f"hydra.sweep.dir={tmp_path / 'sweep'}"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert [p.name.split("_")[0] for p in runs] == ["0", "1"]
+    lrs = [metrics(p)[0]["lr"] for p in runs]
+    # Warm-up starts at 0 and reaches lr/warmup_steps after one step: the two points differ by 1e-3/3e-4.
+    assert lrs[0] / lrs[1] == pytest.approx(1e-3 / 3e-4)
+    for p in runs:
+        assert json.loads((p / "summary.json").read_text())["steps"] == 2
