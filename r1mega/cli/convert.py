@@ -110,9 +110,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _shutdown() -> None:
+    """Leave the process group cleanly under torchrun (a one-process run just exits)."""
+    import os
+
     import torch.distributed as dist
 
-    if dist.is_initialized():
+    if dist.is_initialized() and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         dist.destroy_process_group()
 
 

@@ -8,7 +8,8 @@ Config translation
 Name mappings (shared by converters and the vLLM bridge)
     :func:`entries` -- every tensor as an :class:`Entry` (Megatron name template, HF names,
     merge, TP split kind, owner stage, global layer/expert id); :class:`MappingOptions` picks
-    the local or TE spec; :func:`local_name` / :func:`rank_layout` resolve an entry on a rank.
+    the local or TE spec; :func:`rank_entries` yields ``(chunk, local name, entry)`` for what
+    this rank holds (:func:`local_name` / :func:`rank_layout` underneath).
 Offline conversion (also ``r1mega-convert``)
     :func:`import_hf`, :func:`export_hf`, :func:`verify`.
 Live models
@@ -31,11 +32,12 @@ from r1mega.convert.mappings import (
     hf_config_from_model,
     model_config_from_hf,
 )
-from r1mega.convert.sharding import local_name, rank_layout
+from r1mega.convert.sharding import local_name, rank_entries, rank_layout
 from r1mega.convert.verify import verify
 
 __all__ = [
     "Entry", "MappingOptions", "commit_iteration", "entries", "export_hf", "fill_from_hf",
     "hf_config_from_model", "import_hf", "iter_hf_buckets", "iter_hf_tensors", "latest_iteration_dir",
-    "load_model_config", "local_name", "mapping_options", "model_config_from_hf", "rank_layout", "verify",
+    "load_model_config", "local_name", "mapping_options", "model_config_from_hf", "rank_entries", "rank_layout",
+    "verify",
 ]

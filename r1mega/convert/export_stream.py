@@ -31,7 +31,7 @@ import torch.distributed as dist
 from r1mega.convert.fp8 import SCALE_SUFFIX, quantize_blockwise
 from r1mega.convert.load_hf import mapping_options
 from r1mega.convert.mappings import Entry, MappingOptions, entries
-from r1mega.convert.sharding import local_name, rank_layout, unshard
+from r1mega.convert.sharding import local_name, rank_layout, unshard, unwrap_chunks
 from r1mega.models.config import ModelConfig
 
 Bucket = list[tuple[str, torch.Tensor]]
@@ -44,21 +44,30 @@ def iter_hf_tensors(chunks, cfg: ModelConfig, **kwargs) -> Iterator[tuple[str, t
 
 
 def iter_hf_buckets(chunks, cfg: ModelConfig, *, bucket_bytes: int = 512 * 2**20, fp8: bool = False,
-                    opts: Optional[MappingOptions] = None) -> Iterator[Bucket]:
-    """Every HF tensor of the model, on every rank, ``bucket_bytes`` at a time (see module doc)."""
+                    dtype: Optional[torch.dtype] = None, opts: Optional[MappingOptions] = None) -> Iterator[Bucket]:
+    """Every HF tensor of the model, on every rank, ``bucket_bytes`` at a time (see module doc).
+
+    ``chunks``: this rank's model chunk or list of chunks (wrappers with ``.module`` are peeled).
+    Every rank must consume the whole iterator: stopping early leaves the others in a collective.
+
+    Floating-point tensors are sent in ``dtype`` (default: the model's ``params_dtype``; norms
+    of a bf16 Megatron model are fp32 parameters but bf16 in HF), except entries marked
+    ``fp32`` (the router score bias), which stay float32 as in DeepSeek's checkpoints.
+    """
     from megatron.core import parallel_state as ps
 
-    chunks = list(chunks) if isinstance(chunks, (list, tuple)) else [chunks]
+    chunks = unwrap_chunks(chunks)
     opts = opts or mapping_options(cfg, chunks)
     table = [e for e in entries(cfg, opts) if not e.tied]
     views = [(rank_layout(c, cfg.num_experts), c.state_dict(keep_vars=True)) for c in chunks]
     pp_size, pp_rank = ps.get_pipeline_model_parallel_world_size(), ps.get_pipeline_model_parallel_rank()
     stage_of = _stage_owners(views, pp_size)
     device = next(chunks[0].parameters()).device
+    dtype = dtype or chunks[0].config.params_dtype
     for stage in range(pp_size):
         mine = [e for e in table if stage_of(e) == stage]
         if stage == pp_rank:
-            for bucket in _buckets(_produce(mine, views, cfg, fp8), bucket_bytes):
+            for bucket in _buckets(_produce(mine, views, cfg, fp8, dtype), bucket_bytes):
                 if pp_size > 1:
                     _broadcast_bucket(bucket, stage)
                 yield bucket
@@ -111,17 +120,17 @@ def _units(mine: list[Entry]) -> list:
     return units
 
 
-def _produce(mine: list[Entry], views, cfg: ModelConfig, fp8: bool) -> Iterator[tuple[str, torch.Tensor]]:
+def _produce(mine: list[Entry], views, cfg: ModelConfig, fp8: bool, dtype) -> Iterator[tuple[str, torch.Tensor]]:
     for unit in _units(mine):
         if isinstance(unit, Entry):
             name, layout, state = _locate(unit, views)
             full = _gather_tp(state[name].detach(), unit, layout, cfg)
-            yield from _emit(unit, full, fp8)
+            yield from _emit(unit, full, fp8, dtype)
         else:
-            yield from _produce_experts(unit, views, cfg, fp8)
+            yield from _produce_experts(unit, views, cfg, fp8, dtype)
 
 
-def _produce_experts(unit: dict, views, cfg: ModelConfig, fp8: bool):
+def _produce_experts(unit: dict, views, cfg: ModelConfig, fp8: bool, dtype):
     from megatron.core import parallel_state as ps
 
     layout, state = _view_for(next(iter(unit.values())), views)
@@ -130,7 +139,7 @@ def _produce_experts(unit: dict, views, cfg: ModelConfig, fp8: bool):
         entry = unit[layout.global_expert(local)]
         full = _gather_tp(state[local_name(entry, layout)].detach(), entry, layout, cfg)
         for ep_rank, piece in enumerate(_all_gather(full, ep_group, layout.ep_size)):
-            yield from _emit(unit[layout.global_expert(local, ep_rank)], piece, fp8)
+            yield from _emit(unit[layout.global_expert(local, ep_rank)], piece, fp8, dtype)
 
 
 def _view_for(entry: Entry, views):
@@ -170,8 +179,11 @@ def _all_gather(t: torch.Tensor, group, size: int) -> list[torch.Tensor]:
     return out
 
 
-def _emit(entry: Entry, full: torch.Tensor, fp8: bool):
+def _emit(entry: Entry, full: torch.Tensor, fp8: bool, dtype):
+    target = torch.float32 if entry.fp32 else dtype
     for name, t in zip(entry.hf, entry.merge.to_hf(full)):
+        if t.is_floating_point() and t.dtype != target:
+            t = t.to(target)
         if fp8 and entry.fp8 and t.dim() == 2:
             q, scale = quantize_blockwise(t)
             yield name, q

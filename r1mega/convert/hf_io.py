@@ -16,13 +16,13 @@ vLLM both accept that).
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from r1mega.convert.fp8 import SCALE_SUFFIX, dequantize_blockwise, is_fp8
 
@@ -32,7 +32,7 @@ INDEX = "model.safetensors.index.json"
 class HFReader:
     """Lazy tensor access to a HF checkpoint directory (see module docstring)."""
 
-    def __init__(self, path: str | Path, max_open: int = 2):
+    def __init__(self, path: str | Path, max_open: int = 1):
         self.path = Path(path)
         cfg = self.path / "config.json"
         if not cfg.is_file():
@@ -126,7 +126,7 @@ class ShardedWriter:
         if not self._buffer:
             return
         part = self.out_dir / f"part-{len(self._shards):05d}.safetensors"
-        save_file(self._buffer, str(part), metadata={"format": "pt"})
+        write_safetensors(part, self._buffer, metadata={"format": "pt"})
         self._shards.append(sorted(self._buffer))
         self._buffer, self._buffer_bytes = {}, 0
 
@@ -143,3 +143,42 @@ class ShardedWriter:
         index = {"metadata": {"total_size": self.total_bytes}, "weight_map": dict(sorted(weight_map.items()))}
         (self.out_dir / INDEX).write_text(json.dumps(index, indent=2) + "\n")
         return paths
+
+
+SAFETENSORS_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2", torch.int64: "I64", torch.int32: "I32",
+    torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+}
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: Optional[dict] = None) -> None:
+    """Write a ``.safetensors`` file tensor by tensor, without assembling it in memory.
+
+    The format is an 8-byte little-endian header length, a JSON header mapping each name to
+    ``{dtype, shape, data_offsets}`` (sorted by name, offsets into the data block), then the
+    raw little-endian bytes. ``safetensors.torch.save_file`` first copies every tensor into a
+    ``bytes`` object (doubling peak memory for the shard); this writes each one straight from
+    its storage, and fsyncs it (like ``dist_checkpointing``) so the final rename publishes
+    durable data.
+    """
+    header: dict = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    names = sorted(tensors)
+    for name in names:
+        t = tensors[name]
+        nbytes = t.numel() * t.element_size()
+        header[name] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # keep the data block 8-byte aligned, as safetensors does
+    with open(path, "wb") as fh:
+        fh.write(len(blob).to_bytes(8, "little"))
+        fh.write(blob)
+        for name in names:
+            t = tensors[name].detach().cpu().contiguous()
+            if t.numel():
+                fh.write(t.reshape(-1).view(torch.uint8).numpy().data)
+        fh.flush()
+        os.fsync(fh.fileno())  # durable before the output directory is renamed into place

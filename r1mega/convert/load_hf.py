@@ -24,15 +24,18 @@ import torch
 
 from r1mega.convert.hf_io import HFReader
 from r1mega.convert.mappings import MappingOptions, entries, skipped_hf_prefixes
-from r1mega.convert.sharding import global_shape, local_name, rank_layout, shard
+from r1mega.convert.sharding import global_shape, local_name, rank_layout, shard, unwrap_chunks
 from r1mega.models.config import ModelConfig
+
+IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+"""Buffers some older HF checkpoints saved; recomputed by every implementation."""
 
 
 def mapping_options(cfg: ModelConfig, chunks: Iterable) -> MappingOptions:
     """The mapping options matching how ``chunks`` were built (spec, grouped GEMM, MTP)."""
     from r1mega.models.provider import resolve_spec
 
-    chunks = list(chunks)
+    chunks = unwrap_chunks(chunks)
     spec = resolve_spec(cfg)
     has_mtp = any(getattr(c, "mtp_process", False) for c in chunks)
     return MappingOptions(spec=spec, grouped_gemm=cfg.moe_grouped_gemm and cfg.is_moe and spec == "te",
@@ -40,7 +43,8 @@ def mapping_options(cfg: ModelConfig, chunks: Iterable) -> MappingOptions:
 
 
 def check_hf_tensors(reader: HFReader, cfg: ModelConfig, opts: MappingOptions) -> None:
-    """Raise ValueError naming the first missing, unexpected or misshapen HF tensor."""
+    """Raise ValueError naming the first missing HF tensor, or the unexpected ones (shapes are
+    checked per tensor while filling, against the model actually built)."""
     table = entries(cfg, opts)
     needed = {n for e in table for n in e.hf}
     present = reader.names()
@@ -50,7 +54,10 @@ def check_hf_tensors(reader: HFReader, cfg: ModelConfig, opts: MappingOptions) -
                 raise ValueError(f"HF checkpoint {reader.path} is missing tensor {name!r} "
                                  f"(needed for Megatron {e.global_name})")
     skipped = tuple(skipped_hf_prefixes(cfg, opts))
-    unexpected = sorted(n for n in present - needed if not (skipped and n.startswith(skipped)))
+    if cfg.tie_embeddings:
+        needed.add("lm_head.weight")  # some tied checkpoints still store the (identical) head
+    unexpected = sorted(n for n in present - needed
+                        if not (skipped and n.startswith(skipped)) and not n.endswith(IGNORED_SUFFIXES))
     if unexpected:
         more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
         raise ValueError(f"HF checkpoint {reader.path} has tensor(s) the {cfg.family} mapping does not know: "
@@ -67,7 +74,7 @@ def expected_full_shape(entry, target: torch.Tensor, layout, cfg: ModelConfig) -
 
 def fill_from_hf(chunks, cfg: ModelConfig, reader: HFReader, opts: MappingOptions | None = None) -> int:
     """Copy the HF weights into ``chunks`` (this rank's model chunks). Returns tensors filled."""
-    chunks = list(chunks)
+    chunks = unwrap_chunks(chunks)
     opts = opts or mapping_options(cfg, chunks)
     table = entries(cfg, opts)
     filled = 0

@@ -25,6 +25,7 @@ from r1mega.parallel.config import ParallelConfig
 from r1mega.parallel.dims import ParallelDims
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+EXTRA_STATE = "_extra_state"
 
 
 def intended_world(tp: int, pp: int, ep: int, etp: int) -> int:
@@ -51,7 +52,7 @@ def setup(cfg: ModelConfig, tp: int = 1, pp: int = 1, ep: int = 1, etp: int = 1)
 
 
 def build_chunk(cfg: ModelConfig, dims: ParallelDims, dtype: str = "fp32"):
-    """This rank's ``GPTModel`` (its pipeline stage), in eval mode."""
+    """This rank's ``GPTModel`` (its pipeline stage), in eval mode, weights uninitialised."""
     from megatron.core import parallel_state as ps
 
     from r1mega.models.provider import build_model
@@ -61,6 +62,7 @@ def build_chunk(cfg: ModelConfig, dims: ParallelDims, dtype: str = "fp32"):
     model = build_model(
         cfg, dims, PrecisionConfig(dtype=dtype),
         pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage(),
+        init_weights=False,  # every tensor is overwritten from HF or the checkpoint
     )
     return model.eval()
 
@@ -75,14 +77,29 @@ def save_model(chunk, path: str | Path) -> None:
 
 
 def load_model(chunk, iter_dir: str | Path) -> None:
-    """Read the chunk's shards from ``iter_dir/model`` (written at any layout)."""
+    """Read the chunk's shards from ``iter_dir/model`` (written at any layout, by either spec).
+
+    Every tensor must be there. Only ``_extra_state`` may be missing: Transformer Engine
+    modules keep their FP8 metadata in it and the local spec has none, so a checkpoint written
+    by one spec lacks the other's (the modules then keep their defaults).
+    """
     from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.validation import StrictHandling
 
     path = Path(iter_dir) / MODEL_DIR
     if not path.is_dir():
         raise ValueError(f"{iter_dir} has no {MODEL_DIR}/ directory (not an r1mega checkpoint iteration)")
-    state = dist_checkpointing.load(chunk.sharded_state_dict(), str(path))
-    chunk.load_state_dict(state, strict=True)
+    state, missing, _ = dist_checkpointing.load(chunk.sharded_state_dict(), str(path),
+                                                strict=StrictHandling.RETURN_ALL)
+    tensors = sorted(k for k in missing if EXTRA_STATE not in k)  # keys may carry "/shard_i_n"
+    if tensors:
+        raise ValueError(f"checkpoint {path} lacks tensor(s) the model needs: {tensors[:5]}")
+    result = chunk.load_state_dict(state, strict=False)
+    absent = [k for k in result.missing_keys if not k.endswith(EXTRA_STATE)]
+    if absent or result.unexpected_keys:
+        raise ValueError(f"checkpoint {path} does not fit the model: missing {absent[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")
+
 
 
 def stored_dtype(iter_dir: str | Path) -> str:

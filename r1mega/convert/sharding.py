@@ -13,7 +13,7 @@ rank owns it. :func:`shard` / :func:`unshard` implement the TP split kinds of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -95,9 +95,41 @@ def local_name(entry: Entry, layout: RankLayout) -> Optional[str]:
     return entry.name(layer=local_layer, expert=local_expert)
 
 
+def unwrap_chunks(chunks) -> list:
+    """A list of bare ``GPTModel`` chunks from one model or a list, peeling DDP/Float16Module
+    wrappers (``.module``) so parameter names match the mapping."""
+    chunks = list(chunks) if isinstance(chunks, (list, tuple)) else [chunks]
+    out = []
+    for c in chunks:
+        while not hasattr(c, "decoder") and hasattr(c, "module"):
+            c = c.module
+        out.append(c)
+    return out
+
+
+def rank_entries(chunks, cfg, opts=None) -> Iterator[tuple[int, str, Entry]]:
+    """``(chunk index, local parameter name, entry)`` for every entry this rank holds.
+
+    The per-rank view of :func:`r1mega.convert.mappings.entries`: what a weight loader or a
+    custom gather walks. ``opts`` defaults to the options matching how the chunks were built.
+    """
+    from r1mega.convert.load_hf import mapping_options
+    from r1mega.convert.mappings import entries
+
+    chunks = unwrap_chunks(chunks)
+    table = entries(cfg, opts or mapping_options(cfg, chunks))
+    for i, chunk in enumerate(chunks):
+        layout = rank_layout(chunk, cfg.num_experts)
+        names = set(chunk.state_dict(keep_vars=True))
+        for entry in table:
+            name = local_name(entry, layout)
+            if name is not None and name in names:
+                yield i, name, entry
+
+
 def shard(full: torch.Tensor, kind: str, rank: int, size: int, rows: Optional[int] = None) -> torch.Tensor:
     """This rank's piece of ``full``. ``rows``: the TP-padded vocabulary (``vocab`` only)."""
-    if kind == "replicated" or size == 1 and kind != "vocab":
+    if kind == "replicated" or (size == 1 and kind != "vocab"):
         return full
     if kind == "vocab":
         full = pad_rows(full, rows if rows is not None else full.shape[0])
@@ -114,8 +146,10 @@ def shard(full: torch.Tensor, kind: str, rank: int, size: int, rows: Optional[in
 
 def unshard(pieces: Sequence[torch.Tensor], kind: str, rows: Optional[int] = None) -> torch.Tensor:
     """Glue the pieces of all ranks (in rank order). ``rows``: drop vocabulary padding beyond it."""
-    if kind == "replicated":
+    if kind == "replicated" or (len(pieces) == 1 and kind != "vocab"):
         return pieces[0]
+    if kind == "vocab" and len(pieces) == 1:
+        return pieces[0][:rows] if rows is not None else pieces[0]
     if kind in ("column", "vocab"):
         full = torch.cat(list(pieces), dim=0)
         return full[:rows] if kind == "vocab" and rows is not None else full

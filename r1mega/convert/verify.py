@@ -45,19 +45,21 @@ def megatron_logits(chunk, tokens: torch.Tensor, vocab_size: int) -> Optional[to
     """``[batch, seq, vocab]`` logits on last-stage ranks, None elsewhere (see module doc)."""
     from megatron.core import parallel_state as ps
 
+    device = next(chunk.parameters()).device
     batch, seq = tokens.shape
-    positions = torch.arange(seq).unsqueeze(0).expand(batch, seq)
+    tokens = tokens.to(device)
+    positions = torch.arange(seq, device=device).unsqueeze(0).expand(batch, seq)
     if not chunk.pre_process:
         tp = ps.get_tensor_model_parallel_world_size()
         rows = seq // tp if chunk.config.sequence_parallel else seq
-        hidden = torch.empty(rows, batch, chunk.config.hidden_size, dtype=chunk.config.params_dtype)
+        hidden = torch.empty(rows, batch, chunk.config.hidden_size, dtype=chunk.config.params_dtype, device=device)
         dist.recv(hidden, src=ps.get_pipeline_model_parallel_prev_rank())
         chunk.set_input_tensor(hidden)
     out = chunk(tokens if chunk.pre_process else None, positions, None, runtime_gather_output=True)
     if not chunk.post_process:
         dist.send(out.contiguous(), dst=ps.get_pipeline_model_parallel_next_rank())
         return None
-    return out[..., :vocab_size].float()
+    return out[..., :vocab_size].float().cpu()
 
 
 def compare(reference: torch.Tensor, candidate: torch.Tensor) -> dict:
@@ -110,10 +112,11 @@ def _to_rank0(logits: Optional[torch.Tensor], shape, vocab: int) -> Optional[tor
     source = box[0]
     if source == 0:
         return logits
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
     if rank() == source:
-        dist.send(logits.contiguous(), dst=0)
+        dist.send(logits.to(device).contiguous(), dst=0)  # NCCL sends device tensors only
     if rank() == 0:
-        buf = torch.empty(*shape, vocab)
+        buf = torch.empty(*shape, vocab, device=device)
         dist.recv(buf, src=source)
-        return buf
+        return buf.cpu()
     return None

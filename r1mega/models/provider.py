@@ -176,12 +176,19 @@ def build_model(
     pre_process: bool = True,
     post_process: bool = True,
     vp_stage: int | None = None,
+    init_weights: bool = True,
 ):
-    """One ``GPTModel`` chunk for this rank's pipeline stage (process groups must exist)."""
+    """One ``GPTModel`` chunk for this rank's pipeline stage (process groups must exist).
+
+    ``init_weights=False`` leaves parameters uninitialised (``torch.empty``) for callers that
+    overwrite every one of them anyway (checkpoint loading, conversion): on CPU Megatron's
+    initialisation costs about as much as reading the weights.
+    """
     from megatron.core.models.gpt import GPTModel
 
     spec = resolve_spec(model)
     config = transformer_config(model, dims, precision)
+    config.perform_initialization = init_weights
     rope_kwargs = {}
     if model.rope_type == "llama3":
         rope_kwargs = dict(rope_scaling=True, rope_scaling_factor=model.rope_scaling_factor)

@@ -160,11 +160,19 @@ def load_model_weights(iter_dir: str | Path, chunks: list) -> None:
         raise ValueError(f"{iter_dir} is not a complete r1mega checkpoint (no {META} with complete=true)")
     sharded = _sharded_model_state(chunks)
     state = dist_checkpointing.load(sharded, str(iter_dir / "model"))
-    if len(chunks) == 1:
-        chunks[0].load_state_dict(state, strict=True)
-    else:
-        for i, c in enumerate(chunks):
-            c.load_state_dict(state[f"chunk{i}"], strict=True)
+    parts = [state] if len(chunks) == 1 else [state[f"chunk{i}"] for i in range(len(chunks))]
+    for chunk, part in zip(chunks, parts):
+        _load_tolerating_extra_state(chunk, part, iter_dir)
+
+
+def _load_tolerating_extra_state(module, state: dict, where: Path) -> None:
+    """Strict load, except for Transformer Engine's ``_extra_state`` (FP8 metadata) entries,
+    which a checkpoint written with the local spec cannot have (and vice versa)."""
+    result = module.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("_extra_state")]
+    unexpected = [k for k in result.unexpected_keys if not k.endswith("_extra_state")]
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {where} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
 def init_from(ckpt_dir: str | Path, tm, key: str = "trainer.init_from") -> Path:

@@ -170,6 +170,8 @@ class Entry:
     expert: Optional[int] = None
     fp8: bool = False
     """Quantized to 128x128-block e4m3 in DeepSeek-style FP8 checkpoints (linear weights only)."""
+    fp32: bool = False
+    """Kept in float32 in HF checkpoints whatever the model dtype (the router's score bias)."""
     tied: bool = False
     """A second copy of a tensor another entry already exports (output layer of a model with
     tied embeddings on the last pipeline stage): filled on import, never exported."""
@@ -255,7 +257,8 @@ def moe_entries(names: LayerNames, hf: str, layer: Optional[int], owner: str, nu
     kw = dict(layer=layer, owner=owner)
     out = [Entry(names("mlp.router.weight"), (f"{hf}.gate.weight",), **kw)]
     if expert_bias:
-        out.append(Entry(names("mlp.router.expert_bias"), (f"{hf}.gate.e_score_correction_bias",), **kw))
+        out.append(Entry(names("mlp.router.expert_bias"), (f"{hf}.gate.e_score_correction_bias",), fp32=True,
+                         **kw))
     for e in range(num_experts):
         ehf = f"{hf}.experts.{e}"
         out.append(Entry(names.expert("linear_fc1"), (f"{ehf}.gate_proj.weight", f"{ehf}.up_proj.weight"),

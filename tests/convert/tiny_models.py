@@ -1,0 +1,88 @@
+"""Tiny random Hugging Face checkpoints of every family, written by transformers itself.
+
+Every tensor is re-drawn after construction (norm weights around 1, router bias non-zero), so
+a mapping that swaps, transposes or drops any tensor changes the logits. Sizes are chosen to
+exercise the interesting cases on two CPU cores in seconds:
+
+* qwen2: tied embeddings, QKV bias, GQA (4 heads, 2 groups), vocabulary 300 (Megatron pads it
+  to 384 at TP=1 and 512 at TP=2, so loading at another TP exercises the padding mismatch);
+* llama: untied, explicit head_dim != hidden/heads, Llama-3.1 rope scaling;
+* deepseek_v3: MLA with q LoRA, YaRN with mscale_all_dim, one dense + one MoE layer,
+  8 experts in 4 groups (top-4, 2 groups), a shared expert, expert-score bias.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+FAMILIES = ("qwen2", "llama", "deepseek_v3")
+
+
+def hf_config(family: str, **overrides):
+    from transformers import DeepseekV3Config, LlamaConfig, Qwen2Config
+
+    if family == "qwen2":
+        kw = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, tie_word_embeddings=True,
+                  rms_norm_eps=1e-6)
+        return Qwen2Config(**{**kw, **overrides})
+    if family == "llama":
+        kw = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=16384,
+                  rms_norm_eps=1e-5, tie_word_embeddings=False,
+                  rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                                   "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                   "original_max_position_embeddings": 8192})
+        return LlamaConfig(**{**kw, **overrides})
+    if family == "deepseek_v3":
+        kw = dict(vocab_size=512, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, n_shared_experts=1,
+                  n_routed_experts=8, routed_scaling_factor=2.5, kv_lora_rank=16, q_lora_rank=32,
+                  qk_rope_head_dim=8, v_head_dim=16, qk_nope_head_dim=16, n_group=4, topk_group=2,
+                  num_experts_per_tok=4, first_k_dense_replace=1, max_position_embeddings=1024,
+                  num_mtp_layers=0, rms_norm_eps=1e-6,
+                  rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                   "original_max_position_embeddings": 256, "beta_fast": 32.0,
+                                   "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0})
+        return DeepseekV3Config(**{**kw, **overrides})
+    raise ValueError(family)
+
+
+@torch.no_grad()
+def randomize(model, seed: int = 0) -> None:
+    """Re-draw every tensor: norms ~ 1 +- 0.1, biases and weights ~ N(0, 0.05^2)."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, t in model.state_dict().items():
+        noise = torch.randn(t.shape, generator=gen, dtype=torch.float32)
+        if "norm" in name:
+            t.copy_(1.0 + 0.1 * noise)
+        elif "e_score_correction_bias" in name:
+            t.copy_(0.01 * noise)
+        else:
+            t.copy_(0.05 * noise)
+
+
+def make_hf(family: str, path: str | Path, seed: int = 0, dtype=torch.float32, **overrides) -> Path:
+    """Write a random tiny ``family`` checkpoint (plus a stand-in tokenizer file) to ``path``."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(hf_config(family, **overrides), dtype=torch.float32)
+    randomize(model, seed)
+    model.to(dtype).save_pretrained(path)
+    (path / "tokenizer_config.json").write_text('{"model_max_length": 1024}\n')
+    return path
+
+
+def read_all(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a HF checkpoint directory."""
+    from safetensors.torch import load_file
+
+    out = {}
+    for f in sorted(Path(path).glob("*.safetensors")):
+        out.update(load_file(f))
+    return out
