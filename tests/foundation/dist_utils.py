@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import traceback
 
@@ -19,8 +20,9 @@ def _entry(rank, world, port, fn, args, queue):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     try:
-        out = fn(*args)
-        queue.put((rank, "ok", out))
+        # Plain pickle copies tensor data into the message; torch's queue reducer would send
+        # shared-memory handles that break once this process exits.
+        queue.put((rank, "ok", pickle.dumps(fn(*args))))
     except BaseException:
         queue.put((rank, "error", traceback.format_exc()))
 
@@ -39,7 +41,7 @@ def run_ranks(world: int, fn, *args, timeout: float = 300.0) -> dict:
             rank, status, out = queue.get(timeout=timeout)
             if status == "error":
                 raise RuntimeError(f"rank {rank} failed:\n{out}")
-            results[rank] = out
+            results[rank] = pickle.loads(out)
     finally:
         for p in procs:
             p.join(timeout=30)

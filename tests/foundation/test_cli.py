@@ -23,7 +23,8 @@ def train(args, run_dir=None, **kw):
     cmd = [sys.executable, "-m", "r1mega.cli.train", *args]
     if run_dir is not None:
         cmd.append(f"hydra.run.dir={run_dir}")
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env = dict(env, PYTHONWARNINGS="ignore")
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, **kw)
 
 

@@ -18,7 +18,8 @@ TINY_RL = [
 
 
 def run_train(args, run_dir, nproc=1):
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env = dict(env, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     if nproc == 1:
         cmd = [sys.executable, "-m", "r1mega.cli.train"]
     else:
