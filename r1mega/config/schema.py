@@ -16,9 +16,12 @@ from r1mega.data.config import DataConfig
 from r1mega.models.config import ModelConfig
 from r1mega.parallel.config import ParallelConfig
 from r1mega.parallel.dims import ParallelDims
+from r1mega.pipeline.config import PipelineConfig
 from r1mega.rewards.config import RewardConfig
 from r1mega.rl.config import GRPOConfig
+from r1mega.rm.config import AllScenarioConfig
 from r1mega.rollout.config import RolloutConfig
+from r1mega.stages.curation import CurationConfig
 from r1mega.training.config import OptimConfig, TrainerConfig
 
 RL_STAGES = ("r1_zero", "reasoning_rl", "all_scenario_rl")
@@ -57,6 +60,12 @@ class R1Config:
     rl: GRPOConfig = field(default_factory=GRPOConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    curation: CurationConfig = field(default_factory=CurationConfig)
+    """stage=rejection_sampling / distill_generate: sampling, verification, filters, output."""
+    all_scenario: AllScenarioConfig = field(default_factory=AllScenarioConfig)
+    """stage=all_scenario_rl: general prompts, reward routing, the preference reward model."""
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    """pipeline=NAME runs a chain of stages (r1mega.pipeline) instead of one stage."""
     run_dir: Optional[str] = None
     """Output directory; filled from hydra.run.dir at start-up."""
 
@@ -105,6 +114,12 @@ class R1Config:
             raise ValueError(
                 f"trainer.global_batch_size={gbs} / dp={dims.dp} / rl.num_minibatches={nmini} must be a "
                 f"multiple of trainer.micro_batch_size={self.trainer.micro_batch_size}"
+            )
+        if self.rollout.engine == "megatron" and dims.sequence_parallel:
+            raise ValueError(
+                "rollout.engine=megatron cannot decode with sequence parallelism (one-token steps do not "
+                "split over parallel.tp); set parallel.sequence_parallel=false (dense models) or use "
+                "rollout.engine=vllm (MoE with parallel.tp > 1 needs sequence parallelism)"
             )
         if self.rollout.engine == "megatron" and dims.pp > 1:
             raise ValueError("rollout.engine=megatron needs parallel.pp=1; use rollout.engine=vllm with pipelining")

@@ -224,7 +224,11 @@ def _wait_exit(proc: subprocess.Popen, timeout: float) -> bool:
         except subprocess.TimeoutExpired:
             return False
     try:
-        return bool(select.select([fd], [], [], timeout)[0])
+        # poll, not select: select() rejects descriptors >= 1024, which a long-lived trainer
+        # process (many open files and sockets) reaches.
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else max(timeout, 0) * 1000))
     finally:
         os.close(fd)
 

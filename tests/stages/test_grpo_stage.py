@@ -68,9 +68,18 @@ def test_single_update_is_exactly_on_policy(tmp_path):
     assert rows[0]["clip_fraction"] == 0.0
 
 
-@pytest.mark.parametrize("layout", ["parallel.ep=2", "parallel.tp=2"])
+@pytest.mark.parametrize("layout", [["parallel.ep=2"], ["model=tiny_dense", "parallel.tp=2", "parallel.sequence_parallel=false"]],
+                         ids=["moe-ep2", "dense-tp2"])
 def test_grpo_runs_with_model_parallelism_over_gloo(tmp_path, layout):
-    rows, summary = run_train([*TINY_RL, "trainer.max_steps=2", layout], tmp_path / "r", nproc=2)
+    rows, summary = run_train([*TINY_RL, "trainer.max_steps=2", *layout], tmp_path / "r", nproc=2)
     assert [r["step"] for r in rows] == [1, 2]
     assert rows[0]["actor_ratio_max"] == 1.0
     assert summary["eval_after"]["n_questions"] == 8  # every question answered once across ranks
+
+
+def test_built_in_engine_rejects_sequence_parallel_decoding(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")}
+    out = subprocess.run([sys.executable, "-m", "r1mega.cli.train", *TINY_RL, "parallel.tp=2",
+                          f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, env=dict(env, WORLD_SIZE="2"))
+    assert out.returncode == 2
+    assert "rollout.engine=megatron cannot decode with sequence parallelism" in out.stderr
