@@ -64,7 +64,8 @@ def plot(pipeline_dir: Path, step_names: list[str], evals: dict, path: Path) -> 
     panels = []
     for name in step_names:
         rows = _history(pipeline_dir / name)
-        keys = [k for k in ("loss", "reward_mean", "accuracy") if any(isinstance(r.get(k), (int, float)) for r in rows)]
+        wanted = ("reward_mean", "accuracy") if any("reward_mean" in r for r in rows) else ("loss",)  # RL or SFT
+        keys = [k for k in wanted if any(isinstance(r.get(k), (int, float)) for r in rows)]
         if keys:
             panels.append((name, rows, keys))
     scored = {k: v for k, v in evals.items() if v}
