@@ -1,7 +1,8 @@
 """``r1mega-train``: the Hydra app that runs any stage of the recipe.
 
+    r1mega-train                                # the tiny R1 pipeline (conf/pipeline/tiny_r1.yaml)
     r1mega-train stage=sft model=deepseek_v3_tiny trainer.max_steps=200
-    r1mega-train -m optim.lr=1e-3,3e-4          # a sweep, one run dir per point
+    r1mega-train -m stage=sft optim.lr=1e-3,3e-4  # a sweep, one run dir per point
     torchrun --nproc-per-node 8 -m r1mega.cli.train parallel.tp=2 ...
 
 Configuration errors are reported as one line naming the key, with exit code 2.
@@ -28,6 +29,12 @@ def _run(cfg: DictConfig) -> dict:
 
     config = to_config(cfg)
     config.run_dir = config.run_dir or HydraConfig.get().runtime.output_dir
+    from r1mega.pipeline.select import runs_pipeline
+
+    if runs_pipeline(config.pipeline.name, HydraConfig.get().overrides.task):
+        from r1mega.pipeline.runner import run_pipeline
+
+        return run_pipeline(config, list(HydraConfig.get().overrides.task))
     dims = config.validate(int(os.environ.get("WORLD_SIZE", 1)))
     return get_stage(config.stage.name)(config, dims)
 

@@ -16,9 +16,12 @@ from r1mega.data.config import DataConfig
 from r1mega.models.config import ModelConfig
 from r1mega.parallel.config import ParallelConfig
 from r1mega.parallel.dims import ParallelDims
+from r1mega.pipeline.config import PipelineConfig
 from r1mega.rewards.config import RewardConfig
 from r1mega.rl.config import GRPOConfig
+from r1mega.rm.config import AllScenarioConfig
 from r1mega.rollout.config import RolloutConfig
+from r1mega.stages.curation import CurationConfig
 from r1mega.training.config import OptimConfig, TrainerConfig
 
 RL_STAGES = ("r1_zero", "reasoning_rl", "all_scenario_rl")
@@ -57,6 +60,12 @@ class R1Config:
     rl: GRPOConfig = field(default_factory=GRPOConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    curation: CurationConfig = field(default_factory=CurationConfig)
+    """stage=rejection_sampling / distill_generate: sampling, verification, filters, output."""
+    all_scenario: AllScenarioConfig = field(default_factory=AllScenarioConfig)
+    """stage=all_scenario_rl: general prompts, reward routing, the preference reward model."""
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    """pipeline=NAME runs a chain of stages (r1mega.pipeline) instead of one stage."""
     run_dir: Optional[str] = None
     """Output directory; filled from hydra.run.dir at start-up."""
 

@@ -12,7 +12,10 @@ SCHEMA_NAME = "r1mega_schema"
 
 
 def register() -> None:
+    from r1mega.pipeline.select import register_resolvers
+
     ConfigStore.instance().store(name=SCHEMA_NAME, node=R1Config)
+    register_resolvers()  # r1mega_run_dir, used by hydra.run.dir in conf/config.yaml
 
 
 def conf_dir() -> Path:

@@ -1,0 +1,84 @@
+"""A pipeline killed mid-stage and rerun with the same command finishes without redoing stages."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pipeline_cmd(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "r1mega.cli.train", "pipeline=smoke", "trainer.progress=false",
+            "pipeline.vars.sft_steps=10", *extra, f"hydra.run.dir={run_dir}"]
+
+
+def env() -> dict:
+    return dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+
+
+def test_kill_mid_stage_then_rerun_skips_finished_stages(tmp_path):
+    run = tmp_path / "pipe"
+    proc = subprocess.Popen(pipeline_cmd(run), cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    marker = run / "sft" / "checkpoints" / "iter_0000002" / "r1mega.json"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None and not marker.exists():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the pipeline ended before the sft step saved a checkpoint"
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, as Ctrl-C or a scheduler would
+    proc.wait()
+    finished = ["cold_start", "rejection_sampling", "sft_data"]
+    assert all((run / s / "DONE.json").is_file() for s in finished)
+    assert not (run / "sft" / "DONE.json").exists()
+    before = {s: (run / s / "DONE.json").stat().st_mtime_ns for s in finished}
+    data_mtime = (run / "rejection_sampling" / "data.jsonl").stat().st_mtime_ns
+
+    out = subprocess.run(pipeline_cmd(run), cwd=REPO, env=env(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    for s in finished:
+        assert f"{s}: done earlier, skipped" in out.stdout
+        assert (run / s / "DONE.json").stat().st_mtime_ns == before[s]
+    assert (run / "rejection_sampling" / "data.jsonl").stat().st_mtime_ns == data_mtime
+    sft = json.loads((run / "sft" / "summary.json").read_text())
+    assert sft["resumed_from"] >= 2 and sft["steps"] == 10
+    steps = [json.loads(l)["step"] for l in (run / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 11))  # no step twice, none missing
+    summary = json.loads((run / "summary.json").read_text())
+    assert {k: v["status"] for k, v in summary["steps"].items()} == {
+        "cold_start": "skipped", "rejection_sampling": "skipped", "sft_data": "skipped", "sft": "ran", "eval": "ran"}
+    ev = summary["eval"]["sft"]
+    assert ev["n_questions"] == 4 and 0.0 <= ev["pass@1"] <= 1.0 and "cons@2" in ev and "greedy" in ev
+    assert (run / "pipeline_curves.png").is_file() and "| sft |" in (run / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_default_command_runs_the_whole_tiny_r1_pipeline(tmp_path):
+    """`r1mega-train` with no arguments, shrunk through pipeline.vars so it takes minutes."""
+    small = ["pipeline.vars.train_prompts=400", "pipeline.vars.cold_start_examples=200",
+             "pipeline.vars.r1_zero_steps=1", "pipeline.vars.cold_start_steps=4", "pipeline.vars.reasoning_rl_steps=1",
+             "pipeline.vars.rs_prompts=4", "pipeline.vars.sft_steps=2", "pipeline.vars.all_scenario_steps=1",
+             "pipeline.vars.distill_prompts=4", "pipeline.vars.student_steps=2", "pipeline.vars.rl_batch=16",
+             "pipeline.vars.rl_group=4", "rollout.max_tokens=16", "rollout.eval_k=2", "data.synthetic.num_test=4",
+             "curation.require_correct=false", "curation.filters.format_mode=none",
+             "curation.filters.drop_truncated=false", "trainer.progress=false", "trainer.plots=false"]
+    run = tmp_path / "tiny"
+    out = subprocess.run([sys.executable, "-m", "r1mega.cli.train", *small, f"hydra.run.dir={run}"], cwd=REPO,
+                         env=env(), capture_output=True, text=True, timeout=3600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["pipeline"] == "tiny_r1" and summary["complete"] is True
+    models = ["base", "r1_zero", "cold_start", "reasoning_rl", "sft", "final", "student", "student_cold_start_only"]
+    assert list(summary["eval"]) == models
+    for m in models:
+        assert set(summary["eval"][m]) >= {"pass@1", "cons@2", "greedy"}, m
+    assert "name: tiny_dense" in (run / "student" / "config.yaml").read_text()
+    assert (run / "all_scenario_rl" / "reward_model" / "config.json").is_file()
+    assert (run / "pipeline_curves.png").is_file()
