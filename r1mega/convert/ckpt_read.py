@@ -3,12 +3,15 @@
 The single-process exporter does not build and load the model. It builds it on the meta
 device (:func:`~r1mega.convert.megatron_io.build_chunk` with ``meta=True``) only for its
 ``sharded_state_dict()`` -- the checkpoint key, global shape and offset of every parameter,
-and the factories that store ``linear_fc1`` as gate/up pieces -- and then asks
-``dist_checkpointing.load`` for small *subsets* of it: a group of consecutive parameters,
-each given a freshly allocated tensor. Megatron's loader reads only those items' bytes from
-the ``.distcp`` files (DCP's planner maps each requested chunk to its storage range; the
-``.metadata`` index is cached between calls) and applies the factory merges, so what comes
-back is exactly what a loaded model would hold. Each group is converted to HF tensors
+and the factories that store ``linear_fc1`` as gate/up pieces -- and then reads small groups of
+consecutive parameters straight from the ``torch_dist`` (DCP) files: each stored piece
+(key, global offset, shape; Megatron prepends layer/expert axes) becomes a requested chunk,
+DCP's own ``create_read_items_for_chunk_list`` maps it onto the stored chunks (whatever
+layout the checkpoint was written at), and ``FileSystemReader.read_data`` copies exactly
+those byte ranges into the piece's place in a freshly allocated parameter tensor -- what a
+loaded model would hold. (``dist_checkpointing.load`` cannot be used on a subset: its
+translation to torch ``ShardedTensor``\ s expects every layer of a layer-stacked key to be
+requested together.) The ``.metadata`` index is read once. Each group is converted to HF tensors
 (:func:`r1mega.convert.export_stream.emit`, the code the live streamer uses) and dropped.
 
 :meth:`CheckpointSource.hf_tensors` with ``dry_run=True`` runs the same walk on meta tensors
@@ -65,6 +68,8 @@ class CheckpointSource:
         if missing:
             raise ValueError(f"the Megatron model has no tensor(s) {missing[:5]} that the mapping exports")
         self.loads = 0
+        self.max_group_bytes = 0
+        """Largest group read so far (bytes of the parameters it filled)."""
 
     def _groups(self) -> Iterator[list[Entry]]:
         group, size = [], 0
@@ -79,20 +84,59 @@ class CheckpointSource:
         if group:
             yield group
 
-    def _load(self, group: list[Entry]) -> dict[str, torch.Tensor]:
-        from megatron.core import dist_checkpointing
-        from megatron.core.dist_checkpointing.validation import StrictHandling
+    def _pieces(self, name: str) -> list:
+        """The stored pieces of parameter ``name``: Megatron ``ShardedTensor``\ s whose ``data``
+        are (meta) views of the parameter; factories (gate/up of ``linear_fc1``) applied."""
+        from megatron.core.dist_checkpointing.mapping import ShardedTensor, ShardedTensorFactory
 
-        sub = {}
+        sh = self.sharded[name]
+        if isinstance(sh, ShardedTensorFactory):
+            built = sh.build()
+            return [p for p in (built.values() if isinstance(built, dict) else built)
+                    if isinstance(p, ShardedTensor)] if not isinstance(built, ShardedTensor) else [built]
+        return [sh]
+
+    def _load(self, group: list[Entry]) -> dict[str, torch.Tensor]:
+        """Read ``group``'s parameters straight from the DCP files (see module docstring)."""
+        from torch.distributed.checkpoint.metadata import ChunkStorageMetadata
+        from torch.distributed.checkpoint.planner import LoadPlan
+        from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
+
+        reader, meta = self._reader()
+        targets, items, out = {}, [], {}
         for e in group:
-            sh = self.sharded[e.global_name]
-            sub[e.global_name] = dataclasses.replace(sh, data=torch.empty(sh.data.shape, dtype=sh.data.dtype))
-        state, _, absent = dist_checkpointing.load(sub, str(self.path), strict=StrictHandling.RETURN_UNEXPECTED,
-                                                validate_access_integrity=False)
-        if absent:
-            raise ValueError(f"checkpoint {self.path} lacks tensor(s) the model needs: {sorted(absent)[:5]}")
+            param = self.sharded[e.global_name].data
+            real = out[e.global_name] = torch.empty(param.shape, dtype=param.dtype)
+            for piece in self._pieces(e.global_name):
+                v = piece.data
+                lead = (1,) * piece.prepend_axis_num
+                dest = real.as_strided(v.size(), v.stride(), v.storage_offset()).view(*lead, *v.shape) \
+                    if v.is_contiguous() else None
+                if dest is None:
+                    raise AssertionError(f"{piece.key}: non-contiguous stored piece")
+                if piece.key not in meta.state_dict_metadata:
+                    raise ValueError(f"checkpoint {self.path} lacks tensor {piece.key!r} (for {e.global_name})")
+                chunk = ChunkStorageMetadata(offsets=torch.Size(piece.global_offset), sizes=dest.shape)
+                found = create_read_items_for_chunk_list(piece.key, meta.state_dict_metadata[piece.key], [chunk])
+                if sum(i.lengths.numel() for i in found) != dest.numel():
+                    raise ValueError(f"checkpoint {self.path}: tensor {piece.key!r} does not cover "
+                                     f"{tuple(dest.shape)} at {tuple(piece.global_offset)} (for {e.global_name})")
+                targets[(piece.key, tuple(piece.global_offset))] = dest
+                items += found
+        reader.read_data(LoadPlan(items), _Into(targets)).wait()
         self.loads += 1
-        return state
+        self.max_group_bytes = max(self.max_group_bytes, sum(t.numel() * t.element_size() for t in out.values()))
+        return out
+
+    def _reader(self):
+        if getattr(self, "_fs", None) is None:
+            from torch.distributed.checkpoint import FileSystemReader
+
+            reader = FileSystemReader(str(self.path))
+            meta = reader.read_metadata()
+            reader.set_up_storage_reader(meta, True)
+            self._fs = (reader, meta)
+        return self._fs
 
     def hf_tensors(self, fp8: bool = False, dry_run: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
         """Every ``(hf_name, tensor)``; meta tensors (nothing read) when ``dry_run``."""
@@ -107,3 +151,22 @@ class CheckpointSource:
                 full = unshard([state.pop(e.global_name)], e.tp, rows)
                 yield from _emit(e, full, fp8, self.dtype)
                 del full
+
+
+class _Into:
+    """The two planner calls ``FileSystemReader.read_data`` makes: where a read item's bytes go."""
+
+    def __init__(self, targets: dict):
+        self.targets = targets
+
+    def resolve_tensor(self, req):
+        t = self.targets[(req.dest_index.fqn, tuple(req.dest_index.offset))]
+        for dim, (start, length) in enumerate(zip(req.dest_offsets, req.lengths)):
+            t = t.narrow(dim, start, length)
+        return t
+
+    def commit_tensor(self, req, tensor) -> None:
+        pass
+
+    def load_bytes(self, req, value) -> None:
+        raise AssertionError(f"unexpected bytes item {req.dest_index.fqn} in a tensor read")

@@ -2,16 +2,18 @@
 
 A random Llama-shaped fp32 checkpoint of ~330 MB (24 layers of ~13.6 MB, vocabulary 8000) is
 imported and exported, each in a fresh interpreter that reports the growth of its resident
-set during the conversion: ``ru_maxrss`` at the end minus ``VmRSS`` just before the call
-(after torch, Megatron and the process group are up).
+set during the conversion: ``VmHWM`` (peak resident set) at the end minus ``VmRSS`` just before
+the call (after torch, Megatron and the process group are up). Not ``ru_maxrss``: Linux keeps
+it across ``exec``, so a child forked from a large pytest process would report the parent's size.
 
 The bound. A converter that holds the model -- built and filled, or a full state dict, or
 one buffered output shard the size of the model -- grows by at least the model's bytes (M).
 A streaming one holds one Megatron tensor (the largest here: the 16 MB embedding), the HF
 tensors it is merged from, a clone of a factory-split piece, and the export's read group
-(``read_group_bytes``, set to 32 MB) plus allocator slack: a few tens of MB. The test asserts
-growth < M / 3 (~110 MB): it fails for anything that materialises even a third of the model,
-while leaving ~2x headroom over the streaming cost observed (see the assertion message).
+(``read_group_bytes``, set to 32 MB) plus allocator slack and DCP's write/read buffers: observed
++58 MB (import) and +89 MB (export) on the development VM. The test asserts growth < M / 2
+(~167 MB): it fails for anything that materialises half of the model, with ~2x headroom over
+the observed streaming cost.
 Both conversions also round-trip bit-exactly, so the bound is not met by skipping work.
 """
 
@@ -29,24 +31,27 @@ ROOT = Path(__file__).resolve().parents[2]
 HIDDEN, FFN, HEADS, KV, VOCAB, LAYERS = 512, 1536, 8, 4, 8000, 24
 
 CHILD = r"""
-import json, resource, sys, warnings
+import json, sys, warnings
 warnings.filterwarnings("ignore")
-from r1mega.convert import export_hf, import_hf
+from r1mega.convert import export_hf, import_hf, load_model_config
 from r1mega.convert.megatron_io import setup
 from r1mega.convert.hf_io import HFReader
 from r1mega.convert.mappings import model_config_from_hf
-setup(model_config_from_hf(HFReader(sys.argv[2]).config))  # process group up before measuring
-import_hf, export_hf  # noqa
-def rss():
+import megatron.core.dist_checkpointing, torch.distributed.checkpoint  # imported before measuring
+if sys.argv[1] == "import":
+    setup(model_config_from_hf(HFReader(sys.argv[2]).config))  # process group up before measuring
+else:
+    setup(load_model_config(sys.argv[2]))
+def status(key):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
-before = rss()
+before = status("VmRSS")
 if sys.argv[1] == "import":
     import_hf(sys.argv[2], sys.argv[3])
 else:
     export_hf(sys.argv[2], sys.argv[3], max_shard_bytes=64 << 20, read_group_bytes=32 << 20)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")  # not ru_maxrss: that keeps the forking parent's size across exec
 print(json.dumps({"before": before, "peak": peak}))
 """
 
@@ -95,7 +100,7 @@ def test_conversion_memory_is_bounded_by_the_largest_tensor_not_the_model(tmp_pa
 
     model_bytes = _write_checkpoint(tmp_path / "hf")
     assert model_bytes > 300e6
-    bound = model_bytes / 3
+    bound = model_bytes / 2
     for phase, args in (("import", (tmp_path / "hf", tmp_path / "meg")),
                         ("export", (tmp_path / "meg", tmp_path / "out"))):
         r = _child(phase, *args)
