@@ -1,32 +1,40 @@
 """Read and write Hugging Face safetensors checkpoints one tensor at a time.
 
 :class:`HFReader` opens ``config.json`` and either ``model.safetensors.index.json`` (sharded)
-or the ``*.safetensors`` files themselves, and serves tensors lazily through
-``safetensors.safe_open`` (memory-mapped). It keeps at most ``max_open`` files mapped, so
-pages of files already consumed are released and resident memory stays near one tensor, not
-one checkpoint. FP8 weights with a ``<name>_scale_inv`` companion are dequantized on read
-(:mod:`r1mega.convert.fp8`); the companions are hidden from :meth:`HFReader.names`.
+or the ``*.safetensors`` files themselves, and serves tensors lazily: headers are parsed once
+(:func:`~r1mega.convert.st_format.read_header`), each :meth:`HFReader.get` reads exactly that
+tensor's bytes into new memory with ``pread`` (no memory map, so nothing stays resident after
+the caller drops the tensor; see :mod:`r1mega.convert.st_format`). FP8 weights with a
+``<name>_scale_inv`` companion are dequantized on read (:mod:`r1mega.convert.fp8`); the
+companions are hidden from :meth:`HFReader.names`.
 
-:class:`ShardedWriter` buffers tensors up to ``max_shard_bytes``, writes each full buffer as
-one shard, and on :meth:`ShardedWriter.finish` names them ``model-0000i-of-0000n.safetensors``
-and writes ``model.safetensors.index.json`` (always, even for one shard; transformers and
-vLLM both accept that).
+Writers (both name shards ``model-0000i-of-0000n.safetensors`` and always write
+``model.safetensors.index.json``, even for one shard; transformers and vLLM accept that):
+
+* :class:`PlannedShardWriter` -- knows every ``(name, shape, dtype)`` in order before the first
+  byte (the single-process exporter gets them from a dry run on meta tensors), assigns shards
+  greedily (a shard is closed when the next tensor would push it past ``max_shard_bytes``),
+  writes each header first and every tensor at its offset as it arrives: nothing is buffered;
+* :class:`ShardedWriter` -- for streams whose contents are not known ahead (the multi-rank
+  exporter's rank 0): buffers up to ``max_shard_bytes`` and writes each full shard.
+
+Both produce the same files for the same stream (same shard split, sorted headers).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections import OrderedDict
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import torch
-from safetensors import safe_open
 
 from r1mega.convert.fp8 import SCALE_SUFFIX, dequantize_blockwise, is_fp8
+from r1mega.convert.st_format import TensorInfo, header_bytes, read_header, read_tensor, write_at, write_safetensors
 
 INDEX = "model.safetensors.index.json"
+SHARD_METADATA = {"format": "pt"}
 
 
 class HFReader:
@@ -39,8 +47,9 @@ class HFReader:
             raise ValueError(f"{self.path} is not a Hugging Face checkpoint: no config.json")
         self.config = json.loads(cfg.read_text())
         self._files = self._index()
-        self._open: OrderedDict[str, object] = OrderedDict()
-        self.max_open = max_open
+        self._headers: dict[str, dict[str, TensorInfo]] = {}
+        self._fds: dict[str, int] = {}
+        self.bytes_read = 0
 
     def _index(self) -> dict[str, str]:
         index = self.path / INDEX
@@ -51,23 +60,23 @@ class HFReader:
             raise ValueError(f"{self.path} has no *.safetensors files (and no {INDEX})")
         out = {}
         for f in files:
-            with safe_open(f, "pt") as h:
-                out.update({k: f.name for k in h.keys()})
+            out.update({k: f.name for k in read_header(f)})
         return out
 
-    def _handle(self, name: str):
+    def _info(self, name: str) -> tuple[int, TensorInfo, Path]:
         if name not in self._files:
             raise ValueError(f"HF checkpoint {self.path} has no tensor {name!r}")
         fname = self._files[name]
-        if fname in self._open:
-            self._open.move_to_end(fname)
-        else:
-            if not (self.path / fname).is_file():
+        path = self.path / fname
+        if fname not in self._headers:
+            if not path.is_file():
                 raise ValueError(f"HF checkpoint {self.path}: {INDEX} names {fname} for {name!r}, which is missing")
-            self._open[fname] = safe_open(self.path / fname, "pt")
-            while len(self._open) > self.max_open:
-                self._open.popitem(last=False)  # unmaps the least recently used file
-        return self._open[fname]
+            self._headers[fname] = read_header(path)
+            self._fds[fname] = os.open(path, os.O_RDONLY)
+        header = self._headers[fname]
+        if name not in header:
+            raise ValueError(f"HF checkpoint {self.path}: {INDEX} puts {name!r} in {fname}, which lacks it")
+        return self._fds[fname], header[name], path
 
     def names(self) -> set[str]:
         """Tensor names, without FP8 scale companions."""
@@ -77,16 +86,21 @@ class HFReader:
         return name in self._files
 
     def shape(self, name: str) -> tuple:
-        return tuple(self._handle(name).get_slice(name).get_shape())
+        return self._info(name)[1].shape
+
+    def _read(self, name: str) -> torch.Tensor:
+        fd, info, path = self._info(name)
+        self.bytes_read += info.nbytes
+        return read_tensor(fd, info, path)
 
     def get(self, name: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """The tensor (dequantized when FP8 with a scale), cast to ``dtype`` if given."""
-        t = self._handle(name).get_tensor(name)
+        t = self._read(name)
         scale = name + SCALE_SUFFIX
         if is_fp8(t):
             if scale not in self._files:
                 raise ValueError(f"HF tensor {name!r} is FP8 but has no {scale!r}")
-            t = dequantize_blockwise(t, self._handle(scale).get_tensor(scale), dtype or torch.bfloat16)
+            t = dequantize_blockwise(t, self._read(scale), dtype or torch.bfloat16)
         return t if dtype is None else t.to(dtype)
 
     def is_quantized(self) -> bool:
@@ -97,7 +111,98 @@ class HFReader:
         return sum((self.path / f).stat().st_size for f in set(self._files.values()))
 
     def close(self) -> None:
-        self._open.clear()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._headers.clear()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def plan_shards(specs: Iterable[tuple[str, tuple, torch.dtype]], max_shard_bytes: int) -> list[dict]:
+    """Split ``(name, shape, dtype)`` (in stream order) into shards, each ``{name: (shape, dtype)}``:
+    a new shard starts when the next tensor would push a non-empty one past ``max_shard_bytes``."""
+    shards: list[dict] = [{}]
+    size = 0
+    for name, shape, dtype in specs:
+        if any(name in s for s in shards):
+            raise ValueError(f"tensor {name!r} written twice")
+        nbytes = torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = (tuple(shape), dtype)
+        size += nbytes
+    return [s for s in shards if s]
+
+
+def shard_name(i: int, n: int) -> str:
+    return f"model-{i + 1:05d}-of-{n:05d}.safetensors"
+
+
+def write_index(out_dir: Path, weight_map: dict[str, str], total_bytes: int) -> None:
+    index = {"metadata": {"total_size": total_bytes}, "weight_map": dict(sorted(weight_map.items()))}
+    (out_dir / INDEX).write_text(json.dumps(index, indent=2) + "\n")
+
+
+class PlannedShardWriter:
+    """Write a stream whose every ``(name, shape, dtype)`` is known up front (module docstring).
+
+    Each shard file is created with its header when its first tensor arrives, tensors are
+    written at their offsets with ``pwrite``, and the file is fsynced and closed when its last
+    tensor has arrived. :meth:`finish` checks that everything planned was written.
+    """
+
+    def __init__(self, out_dir: str | Path, specs: Iterable[tuple[str, tuple, torch.dtype]],
+                 max_shard_bytes: int = 5 * 2**30):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.shards = plan_shards(specs, max_shard_bytes)
+        n = len(self.shards)
+        self._where = {name: i for i, s in enumerate(self.shards) for name in s}
+        self._left = [set(s) for s in self.shards]
+        self._fds: dict[int, tuple[int, dict]] = {}
+        self.weight_map = {name: shard_name(i, n) for name, i in self._where.items()}
+        self.total_bytes = 0
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        i = self._where.get(name)
+        if i is None or name not in self._left[i]:
+            raise AssertionError(f"tensor {name!r} was not planned, or written twice")
+        shape, dtype = self.shards[i][name]
+        if tuple(tensor.shape) != shape or tensor.dtype != dtype:
+            raise AssertionError(f"tensor {name!r} arrived as {tuple(tensor.shape)} {tensor.dtype}, "
+                                 f"planned {shape} {dtype}")
+        if i not in self._fds:
+            prefix, offsets = header_bytes(self.shards[i], SHARD_METADATA)
+            path = self.out_dir / shard_name(i, len(self.shards))
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            write_at(fd, prefix, 0)
+            self._fds[i] = (fd, offsets)
+        fd, offsets = self._fds[i]
+        write_at(fd, tensor, offsets[name])
+        self.total_bytes += tensor.numel() * tensor.element_size()
+        self._left[i].discard(name)
+        if not self._left[i]:
+            os.fsync(fd)  # durable before the output directory is renamed into place
+            os.close(fd)
+            del self._fds[i]
+
+    def finish(self) -> list[Path]:
+        missing = sorted(n for left in self._left for n in left)
+        if missing:
+            raise AssertionError(f"planned tensors never written: {missing[:5]}")
+        write_index(self.out_dir, self.weight_map, self.total_bytes)
+        return [self.out_dir / shard_name(i, len(self.shards)) for i in range(len(self.shards))]
+
+    def close(self) -> None:
+        for fd, _ in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 class ShardedWriter:
@@ -143,42 +248,3 @@ class ShardedWriter:
         index = {"metadata": {"total_size": self.total_bytes}, "weight_map": dict(sorted(weight_map.items()))}
         (self.out_dir / INDEX).write_text(json.dumps(index, indent=2) + "\n")
         return paths
-
-
-SAFETENSORS_DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2", torch.int64: "I64", torch.int32: "I32",
-    torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
-}
-
-
-def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: Optional[dict] = None) -> None:
-    """Write a ``.safetensors`` file tensor by tensor, without assembling it in memory.
-
-    The format is an 8-byte little-endian header length, a JSON header mapping each name to
-    ``{dtype, shape, data_offsets}`` (sorted by name, offsets into the data block), then the
-    raw little-endian bytes. ``safetensors.torch.save_file`` first copies every tensor into a
-    ``bytes`` object (doubling peak memory for the shard); this writes each one straight from
-    its storage, and fsyncs it (like ``dist_checkpointing``) so the final rename publishes
-    durable data.
-    """
-    header: dict = {"__metadata__": metadata} if metadata else {}
-    offset = 0
-    names = sorted(tensors)
-    for name in names:
-        t = tensors[name]
-        nbytes = t.numel() * t.element_size()
-        header[name] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)  # keep the data block 8-byte aligned, as safetensors does
-    with open(path, "wb") as fh:
-        fh.write(len(blob).to_bytes(8, "little"))
-        fh.write(blob)
-        for name in names:
-            t = tensors[name].detach().cpu().contiguous()
-            if t.numel():
-                fh.write(t.reshape(-1).view(torch.uint8).numpy().data)
-        fh.flush()
-        os.fsync(fh.fileno())  # durable before the output directory is renamed into place

@@ -8,13 +8,21 @@ Steps (all ranks, when run under torchrun; one process otherwise):
 2. validate the *intended* layout ``--tp/--pp/--ep/--etp`` against the model (divisibility of
    heads, experts, layers...), so a checkpoint is never produced for a layout it cannot serve;
 3. check every HF tensor the mapping needs exists (and nothing unknown is present);
-4. build the model at the run's layout (TP=PP=EP=1 for one process), fill it tensor by tensor
-   (:mod:`r1mega.convert.load_hf`), ``dist_checkpointing.save`` it into
-   ``DIR/.iter_0000000.tmp/model``;
+4. build the model at the run's layout (TP=PP=EP=1 for one process) *on the meta device*
+   (shapes, dtypes and sharding metadata, no memory), check every parameter against the
+   mapping and the HF headers, and ``dist_checkpointing.save`` its sharded state dict into
+   ``DIR/.iter_0000000.tmp/model`` with :func:`~r1mega.convert.stream_save.save_streaming`:
+   each parameter's bytes are read from HF, merged and cut to this rank's shard only when the
+   writer reaches it, and dropped right after (see that module for why this is sound);
 5. rank 0 copies tokenizer files to ``DIR/hf_assets``, writes ``r1mega.json`` last, renames
    the directory to ``iter_0000000`` and writes ``latest`` (:func:`layout.commit_iteration`).
 
 A failure anywhere before step 5 leaves no ``iter_0000000`` and no ``latest``.
+
+Memory: one parameter's full tensor plus the HF tensors it is merged from (plus a clone of
+the gate or up half of ``linear_fc1``, which Megatron saves as two pieces) -- independent of
+model size. On CUDA machines the model is built uninitialised on the GPU instead of on the
+meta device (Megatron allocates CUDA parameters explicitly there); host memory stays bounded.
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ from typing import Optional
 
 from r1mega.convert import layout
 from r1mega.convert.hf_io import HFReader
-from r1mega.convert.load_hf import check_hf_tensors, fill_from_hf, mapping_options
-from r1mega.convert.mappings import architecture_mismatches, model_config_from_hf
-from r1mega.convert.megatron_io import barrier, build_chunk, rank, resolve_layout, save_model, setup
+from r1mega.convert.load_hf import check_hf_tensors, chunk_plan, hf_local_tensor, mapping_options
+from r1mega.convert.mappings import architecture_mismatches, entries, model_config_from_hf
+from r1mega.convert.megatron_io import barrier, build_chunk, rank, resolve_layout, setup
+from r1mega.convert.sharding import rank_layout
+from r1mega.convert.stream_save import save_streaming
 from r1mega.models.config import ModelConfig
 
 
@@ -72,16 +82,16 @@ def import_hf(
     dtype = dtype or default_dtype(reader)
 
     dims = setup(cfg, tp, pp, ep, etp)
-    chunk = build_chunk(cfg, dims, dtype)
+    chunk = build_chunk(cfg, dims, dtype, meta=True)
     opts = mapping_options(cfg, [chunk])
     check_hf_tensors(reader, cfg, opts)
+    plan = chunk_plan(chunk, cfg, reader, entries(cfg, opts))
     staging = layout.staging_dir(out, 0)
     if rank() == 0:
         shutil.rmtree(staging, ignore_errors=True)
     barrier()
-    fill_from_hf([chunk], cfg, reader, opts)
+    _save(chunk, staging / layout.MODEL_DIR, _materializer(chunk, cfg, reader, plan))
     reader.close()
-    _save(chunk, staging / layout.MODEL_DIR)
     barrier()
     if rank() == 0:
         _publish_assets(Path(hf_path), out)
@@ -96,9 +106,25 @@ def import_hf(
     return final
 
 
-def _save(chunk, path: Path) -> None:
+def _materializer(chunk, cfg: ModelConfig, reader: HFReader, plan: dict):
+    """``local name -> real tensor`` for :func:`save_streaming`, read from HF on demand."""
+    state = chunk.state_dict(keep_vars=True)
+    rank_view = rank_layout(chunk, cfg.num_experts)
+
+    def materialize(name: str):
+        if name not in plan:
+            raise AssertionError(f"the writer asked for {name!r}, which the mapping plan lacks")
+        meta = state[name]
+        return hf_local_tensor(plan[name], tuple(meta.shape), meta.dtype, rank_view, cfg, reader)
+
+    return materialize
+
+
+def _save(chunk, path: Path, materialize) -> None:
     """The dist-checkpoint write (a separate function so tests can inject a failure here)."""
-    save_model(chunk, path)
+    path.mkdir(parents=True, exist_ok=True)
+    barrier()
+    save_streaming(chunk, path, materialize)
 
 
 def _publish_assets(hf_path: Path, out: Path) -> None:

@@ -72,6 +72,27 @@ def expected_full_shape(entry, target: torch.Tensor, layout, cfg: ModelConfig) -
     return shape
 
 
+def chunk_plan(chunk, cfg: ModelConfig, reader: HFReader, table) -> dict:
+    """``{local name: entry}`` for every tensor of ``chunk`` (one model chunk on this rank),
+    after checking that each is covered by exactly one entry and that the HF tensors merge to
+    the shape the model expects -- all from headers, before a byte of data is read."""
+    layout = rank_layout(chunk, cfg.num_experts)
+    state = chunk.state_dict(keep_vars=True)
+    plan = {}
+    for entry in table:
+        name = local_name(entry, layout)
+        if name is None or (entry.tied and name not in state):
+            continue
+        if name not in state:
+            raise ValueError(f"the Megatron model has no tensor {name!r} (mapped from HF {list(entry.hf)})")
+        check_shape(entry, state[name], layout, cfg, reader)
+        plan[name] = entry
+    todo = sorted(k for k in state if not k.endswith("_extra_state") and k not in plan)
+    if todo:
+        raise ValueError(f"Megatron tensor(s) not covered by the {cfg.family} mapping: {todo[:5]}")
+    return plan
+
+
 def fill_from_hf(chunks, cfg: ModelConfig, reader: HFReader, opts: MappingOptions | None = None) -> int:
     """Copy the HF weights into ``chunks`` (this rank's model chunks). Returns tensors filled."""
     chunks = unwrap_chunks(chunks)
@@ -81,23 +102,16 @@ def fill_from_hf(chunks, cfg: ModelConfig, reader: HFReader, opts: MappingOption
     for chunk in chunks:
         layout = rank_layout(chunk, cfg.num_experts)
         state = chunk.state_dict(keep_vars=True)
-        todo = {k for k in state if not k.endswith("_extra_state")}
-        for entry in table:
-            name = local_name(entry, layout)
-            if name is None or (entry.tied and name not in state):
-                continue
-            if name not in state:
-                raise ValueError(f"the Megatron model has no tensor {name!r} (mapped from HF {list(entry.hf)})")
-            _fill_one(entry, state[name], layout, cfg, reader)
-            todo.discard(name)
+        for name, entry in chunk_plan(chunk, cfg, reader, table).items():
+            target = state[name]
+            with torch.no_grad():
+                target.data.copy_(hf_local_tensor(entry, tuple(target.shape), target.dtype, layout, cfg, reader))
             filled += 1
-        if todo:
-            raise ValueError(f"Megatron tensor(s) not covered by the {cfg.family} mapping: {sorted(todo)[:5]}")
     return filled
 
 
-@torch.no_grad()
-def _fill_one(entry, target: torch.Tensor, layout, cfg: ModelConfig, reader: HFReader) -> None:
+def check_shape(entry, target: torch.Tensor, layout, cfg: ModelConfig, reader: HFReader) -> None:
+    """ValueError naming the HF tensors when they do not merge to ``target``'s full shape."""
     want = expected_full_shape(entry, target, layout, cfg)
     shapes = [reader.shape(n) for n in entry.hf]
     got = entry.merge.megatron_shape(shapes)
@@ -105,8 +119,18 @@ def _fill_one(entry, target: torch.Tensor, layout, cfg: ModelConfig, reader: HFR
         detail = ", ".join(f"{n} {tuple(s)}" for n, s in zip(entry.hf, shapes))
         raise ValueError(f"wrong shape: HF {detail} gives {tuple(got)} for Megatron {entry.global_name}, "
                          f"which needs {tuple(want)}")
-    dtype = target.dtype
+
+
+@torch.no_grad()
+def hf_local_tensor(entry, shape: tuple, dtype: torch.dtype, layout, cfg: ModelConfig,
+                    reader: HFReader) -> torch.Tensor:
+    """This rank's piece of ``entry`` (``shape``, ``dtype``), read from HF, merged and cut to
+    its TP shard; contiguous and owning its memory (the HF tensors are dropped on return)."""
     full = entry.merge.to_megatron([reader.get(n, dtype) for n in entry.hf])
     rank, size = layout.tp_coords(entry)
-    rows = target.shape[0] * size if entry.tp == "vocab" else None  # the model's padded vocabulary
-    target.data.copy_(shard(full, entry.tp, rank, size, rows))
+    rows = shape[0] * size if entry.tp == "vocab" else None  # the model's padded vocabulary
+    piece = shard(full, entry.tp, rank, size, rows)
+    del full
+    if piece.is_contiguous() and piece.untyped_storage().nbytes() == piece.numel() * piece.element_size():
+        return piece
+    return piece.contiguous() if not piece.is_contiguous() else piece.clone()

@@ -51,8 +51,16 @@ def setup(cfg: ModelConfig, tp: int = 1, pp: int = 1, ep: int = 1, etp: int = 1)
     return dims
 
 
-def build_chunk(cfg: ModelConfig, dims: ParallelDims, dtype: str = "fp32"):
-    """This rank's ``GPTModel`` (its pipeline stage), in eval mode, weights uninitialised."""
+def build_chunk(cfg: ModelConfig, dims: ParallelDims, dtype: str = "fp32", meta: bool = False):
+    """This rank's ``GPTModel`` (its pipeline stage), in eval mode, weights uninitialised.
+
+    ``meta=True``: parameters on the meta device (shapes and sharding metadata without
+    memory) where that is possible -- on CPU; with CUDA, Megatron and TE allocate parameters
+    on the GPU explicitly, so the model is built there, uninitialised, as usual.
+    """
+    if meta and not torch.cuda.is_available():
+        with torch.device("meta"):
+            return build_chunk(cfg, dims, dtype)
     from megatron.core import parallel_state as ps
 
     from r1mega.models.provider import build_model

@@ -85,8 +85,10 @@ def test_config_mismatch_with_yaml_model_names_the_field(qwen_hf, tmp_path):
 def test_interrupted_import_leaves_nothing_complete(qwen_hf, tmp_path, monkeypatch):
     out = tmp_path / "meg"
 
-    def save_then_die(chunk, path):
-        importer.save_model(chunk, path)  # the shards are all written ...
+    real_save = importer._save
+
+    def save_then_die(chunk, path, materialize):
+        real_save(chunk, path, materialize)  # the shards are all written ...
         raise RuntimeError("killed")  # ... and the process dies before the commit
 
     monkeypatch.setattr(importer, "_save", save_then_die)

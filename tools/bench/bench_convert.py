@@ -1,17 +1,23 @@
 """Memory and speed of checkpoint conversion (not a unit test): prints a small table.
 
 A random Llama-style checkpoint of ``--gb`` GB (bf16, hidden 2048, GQA 16/4 heads, FFN 5632,
-vocab 32000; the layer count is chosen to reach the size) is written as 500 MB safetensors
-shards, then each phase runs in its own fresh interpreter so its peak RSS
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``, which counts memory-mapped file pages too)
-is its own:
+vocab 32000; the layer count is chosen to reach the size) is built by transformers
+(``LlamaForCausalLM`` from its config, randomly initialised) and saved with
+``save_pretrained`` as 500 MB shards; then each phase runs in its own fresh interpreter so its
+peak RSS (``VmHWM`` of /proc/self/status, which counts memory-mapped file pages too; not
+``ru_maxrss``, which Linux carries across ``exec`` from the forking parent) is its own. ``base RSS`` is the interpreter with torch, Megatron and the process
+group loaded, measured just before the phase starts; ``growth`` = peak - base is what the
+phase itself needed, compared with the *largest tensor group* a streaming converter must hold:
+for import one Megatron tensor (the embedding here), for export the largest checkpoint read
+group (``read_group_bytes``; one tensor if that is larger):
 
 ``safetensors read``  plain ``safe_open`` + ``get_tensor`` of every tensor, dropped at once:
                       the floor any converter that reads the files pays;
 ``safetensors write`` ``save_file`` + fsync of the same tensors, shard by shard (reading not
                       timed): the floor for durably writing that many bytes on this disk;
-``import``            ``import_hf`` at TP=PP=EP=1 (build, fill tensor by tensor, dist save);
-``export``            ``export_hf`` (dist load, stream, write shards + index);
+``import``            ``import_hf`` at TP=PP=EP=1 (meta model, each tensor read from HF when
+                      the dist-checkpoint writer reaches it);
+``export``            ``export_hf`` (checkpoint read in groups, shards written in place);
 ``check``             the exported tensors equal the generated ones (bit-exact).
 
 GB/s is checkpoint bytes / wall time of the phase's work (interpreter start-up and imports
@@ -21,7 +27,7 @@ so on a disk they are bound by its write speed. ``--dir /dev/shm/...`` (tmpfs, n
 checkpoint in free memory) removes the disk and shows the CPU cost. The directory is deleted
 afterwards.
 
-Usage: ``python tools/bench/bench_convert.py [--gb 2.5] [--dir /tmp/r1mega-bench-convert]``
+Usage: ``nice -n 19 env OMP_NUM_THREADS=1 python tools/bench/bench_convert.py [--gb 2.5] [--dir ...]``
 """
 
 from __future__ import annotations
@@ -75,31 +81,26 @@ def tensor_shapes(layers: int) -> dict:
 
 
 def generate(path: Path, gb: float) -> dict:
-    """Write the random checkpoint shard by shard (bounded memory); returns its facts."""
+    """Build the random model with transformers and ``save_pretrained`` it; returns its facts."""
     import torch
-    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, LlamaConfig
 
     layers = max(1, int((gb * 1e9 / 2 - 2 * VOCAB * HIDDEN) // layer_params()))
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps(hf_config(layers)))
-    gen = torch.Generator().manual_seed(0)
-    shard, size, weight_map, n = {}, 0, {}, 0
-    for name, shape in tensor_shapes(layers).items():
-        t = (torch.randn(shape, generator=gen) * 0.02).to(torch.bfloat16)
-        shard[name] = t
-        size += t.numel() * 2
-        if size >= SHARD_BYTES:
-            n += 1
-            save_file(shard, str(path / f"model-{n:05d}.safetensors"), metadata={"format": "pt"})
-            weight_map.update({k: f"model-{n:05d}.safetensors" for k in shard})
-            shard, size = {}, 0
-    if shard:
-        n += 1
-        save_file(shard, str(path / f"model-{n:05d}.safetensors"), metadata={"format": "pt"})
-        weight_map.update({k: f"model-{n:05d}.safetensors" for k in shard})
-    (path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    raw = hf_config(layers)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(LlamaConfig(**raw), dtype=torch.bfloat16)
+    missing = set(tensor_shapes(layers)) ^ set(model.state_dict())
+    if missing:
+        raise SystemExit(f"transformers' Llama tensors differ from the expected ones: {sorted(missing)[:3]}")
+    model.save_pretrained(path, max_shard_size=f"{SHARD_BYTES >> 20}MB")
+    del model
     nbytes = sum(f.stat().st_size for f in path.glob("*.safetensors"))
-    return {"layers": layers, "bytes": nbytes, "shards": n}
+    return {"layers": layers, "bytes": nbytes, "shards": len(list(path.glob("*.safetensors")))}
+
+
+def largest_tensor_bytes() -> int:
+    """The largest single Megatron tensor (bf16): the embedding / head, or ``linear_fc1``."""
+    return 2 * max(VOCAB * HIDDEN, 2 * FFN * HIDDEN)
 
 
 # ---------------------------------------------------------------- phases (fresh interpreters)
@@ -143,6 +144,9 @@ def _warm_imports() -> None:
     cpu.enable()
 
 
+READ_GROUP_BYTES = 256 * 2**20
+GROUP: dict = {}
+"""Bytes of the largest tensor group the phase had to hold (set by import / export)."""
 SPLITS: dict = {}
 """Seconds spent inside Megatron's dist_checkpointing save/load during the phase."""
 
@@ -164,19 +168,30 @@ def _timed(module, name: str, label: str) -> None:
 def phase_import(hf: Path, meg: Path) -> float:
     from r1mega.convert import import_hf, importer
 
-    _timed(importer, "save_model", "dist save")
+    _timed(importer, "_save", "dist save (incl. HF reads)")
     t0 = time.perf_counter()
     import_hf(hf, meg)
+    GROUP["bytes"] = largest_tensor_bytes()
     return time.perf_counter() - t0
 
 
 def phase_export(meg: Path, out: Path) -> float:
-    from r1mega.convert import export_hf, exporter
+    from r1mega.convert import ckpt_read, export_hf
 
-    _timed(exporter, "load_model", "dist load")
+    sources = []
+    init = ckpt_read.CheckpointSource.__init__
+
+    def record(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        sources.append(self)
+
+    ckpt_read.CheckpointSource.__init__ = record
+    _timed(ckpt_read.CheckpointSource, "_load", "checkpoint reads")
     t0 = time.perf_counter()
-    export_hf(meg, out, max_shard_bytes=SHARD_BYTES)
-    return time.perf_counter() - t0
+    export_hf(meg, out, max_shard_bytes=SHARD_BYTES, read_group_bytes=READ_GROUP_BYTES)
+    seconds = time.perf_counter() - t0
+    GROUP["bytes"] = max(s.max_group_bytes for s in sources)
+    return seconds
 
 
 def phase_check(hf: Path, out: Path) -> float:
@@ -214,16 +229,45 @@ def _phase_main(name: str, paths: list[str]) -> None:
     warnings.filterwarnings("ignore")
     if name in ("import", "export"):
         _warm_imports()
+        _start_group(name, paths[0])
+    base = _rss_now()
     before = _cpu_seconds()
     seconds = PHASES[name](*map(Path, paths))
     kib = 1024 / 1e9
     print(json.dumps({
         "seconds": seconds,
         "cpu_seconds": _cpu_seconds() - before,
-        "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib,
+        "rss_gb": _status("VmHWM") / 1e9,  # not ru_maxrss: kept across exec from the (large) parent
+        "base_rss_gb": base / 1e9,
+        "group_gb": GROUP.get("bytes", 0) / 1e9,
         "children_rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib,
         "splits": SPLITS,
     }))
+
+
+def _start_group(name: str, src: str) -> None:
+    """Bring the process group up (and Megatron's checkpoint modules in) before measuring."""
+    import megatron.core.dist_checkpointing  # noqa: F401
+    import torch.distributed.checkpoint  # noqa: F401
+
+    from r1mega.convert import load_model_config
+    from r1mega.convert.hf_io import HFReader
+    from r1mega.convert.mappings import model_config_from_hf
+    from r1mega.convert.megatron_io import setup
+
+    setup(model_config_from_hf(HFReader(src).config) if name == "import" else load_model_config(src))
+
+
+def _status(key: str) -> int:
+    """A byte count from /proc/self/status (VmRSS: now, VmHWM: peak of this program)."""
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _rss_now() -> int:
+    return _status("VmRSS")
 
 
 def _cpu_seconds() -> float:
@@ -246,6 +290,7 @@ def main() -> None:
         return _phase_main(args.phase, args.paths)
     root = Path(args.dir)
     shutil.rmtree(root, ignore_errors=True)
+    load0 = "/".join(f"{x:.1f}" for x in os.getloadavg())
     try:
         t0 = time.perf_counter()
         facts = generate(root / "hf", args.gb)
@@ -259,13 +304,18 @@ def main() -> None:
             ("export", run_phase("export", root / "meg", root / "out")),
             ("check (bit-exact)", run_phase("check", root / "hf", root / "out")),
         ]
-        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall times stretch with it)")
-        print(f"{'phase':<20}{'wall s':>8}{'GB/s':>7}{'CPU s':>8}{'GB/CPU-s':>10}{'peak RSS GB':>13}"
-              f"{'x ckpt':>8}{'children RSS GB':>17}")
+        print(f"load average (1/5/15 min) at start {load0}, at end "
+              f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
+              "(wall times stretch with it)")
+        print(f"{'phase':<20}{'wall s':>8}{'GB/s':>7}{'CPU s':>8}{'GB/CPU-s':>10}{'peak RSS GB':>12}"
+              f"{'base GB':>9}{'growth GB':>10}{'x ckpt':>8}{'group GB':>9}{'growth/group':>13}")
         for name, r in rows:
+            growth = r["rss_gb"] - r["base_rss_gb"]
+            group = r.get("group_gb") or 0
+            ratio = f"{growth / group:>13.2f}" if group else f"{'':>13}"
             print(f"{name:<20}{r['seconds']:>8.2f}{gb / r['seconds']:>7.2f}{r['cpu_seconds']:>8.2f}"
-                  f"{gb / r['cpu_seconds']:>10.2f}{r['rss_gb']:>13.2f}{r['rss_gb'] / gb:>8.2f}"
-                  f"{r['children_rss_gb']:>17.2f}")
+                  f"{gb / r['cpu_seconds']:>10.2f}{r['rss_gb']:>12.2f}{r['base_rss_gb']:>9.2f}"
+                  f"{growth:>10.2f}{growth / gb:>8.2f}{group:>9.3f}{ratio}")
         for name, r in rows:
             for label, sec in r.get("splits", {}).items():
                 print(f"  {name}: {sec:.2f} s of {r['seconds']:.2f} s in Megatron's {label}")
