@@ -59,9 +59,15 @@ def plan_placement(tp: int, colocate: bool, vllm_gpus: list, local_device: int, 
     if world > 1:
         everyone = [None] * world
         dist.all_gather_object(everyone, me)
-    if colocate:
-        return _colocated(rank, world, tp, everyone)
-    return _separate(rank, world, tp, everyone, vllm_gpus, num_devices)
+    if not colocate:
+        return _separate(rank, world, tp, everyone, vllm_gpus, num_devices)
+    placement = _colocated(rank, world, tp, everyone)
+    if world > 1 and tp > 1:
+        for leader in placement.leaders:  # every rank creates every group (torch.distributed requires it)
+            group = dist.new_group(list(range(leader, leader + tp)))
+            if leader == placement.group_ranks[0]:
+                placement.group = group
+    return placement
 
 
 def _colocated(rank: int, world: int, tp: int, everyone: list) -> Placement:
@@ -74,13 +80,8 @@ def _colocated(rank: int, world: int, tp: int, everyone: list) -> Placement:
         if len(hosts) > 1:
             raise ValueError(f"rollout.vllm_tp={tp}: trainer ranks {g} span hosts {sorted(hosts)}; a vLLM "
                              "instance must sit on one host (use a vllm_tp that divides the GPUs per node)")
-    handles = {}
-    if world > 1 and tp > 1:
-        for g in groups:  # every rank creates every group (torch.distributed requires it)
-            handles[g[0]] = dist.new_group(g)
     mine = groups[rank // tp]
-    return Placement(rank, world, [g[0] for g in groups], mine, [everyone[r][1] for r in mine],
-                     handles.get(mine[0]))
+    return Placement(rank, world, [g[0] for g in groups], mine, [everyone[r][1] for r in mine])
 
 
 def _separate(rank: int, world: int, tp: int, everyone: list, vllm_gpus: list, num_devices: int) -> Placement:
