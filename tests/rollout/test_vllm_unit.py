@@ -165,3 +165,60 @@ def test_factory_needs_exactly_one_model_and_vllm_gives_a_clear_error():
     if importlib.util.find_spec("vllm") is None:
         with pytest.raises(ValueError, match="rollout.engine=vllm needs the vllm package"):
             build_engine(cfg, None, None, chunks=[object()])
+
+
+class _RecLLM:
+    def __init__(self, log):
+        self.log = log
+
+    def sleep(self, level):
+        self.log.append(f"sleep{level}")
+
+    def wake_up(self, tags):
+        self.log.append("wake:" + ",".join(tags))
+
+    def reset_prefix_cache(self):
+        self.log.append("reset_prefix")
+
+
+class _RecBridge:
+    def __init__(self, log):
+        self.log = log
+
+    def sync(self, llm):
+        from r1mega.bridge.execute import SyncStats
+
+        self.log.append("sync")
+        return SyncStats()
+
+
+def _engine(level: int, colocate: bool = True):
+    from r1mega.rollout.vllm_engine import VLLMEngine
+
+    log: list = []
+    e = VLLMEngine.__new__(VLLMEngine)  # the state machine only; no vLLM behind it
+    e.rollout, e.colocate = RolloutConfig(engine="vllm", vllm_sleep_level=level, vllm_colocate=colocate), colocate
+    e.llm, e.bridge, e.sleeping, e.weights_valid, e.last_sync = _RecLLM(log), _RecBridge(log), set(), False, None
+    return e, log
+
+
+def test_colocated_memory_cycle_of_a_grpo_step_level2():
+    e, log = _engine(2)
+    e.update_weights()  # after start: awake, dummy weights
+    e.wake_up(); e.sleep()  # generate (eval)
+    e.wake_up(); e.sleep()  # a second generate: weights were dropped, so they are re-synced first
+    e.update_weights()  # after training
+    e.wake_up(); e.sleep()  # next rollout
+    assert log == ["sync", "reset_prefix", "sleep2",
+                   "wake:weights", "sync", "wake:kv_cache", "sleep2",
+                   "wake:weights", "sync",
+                   "wake:kv_cache", "sleep2"]
+
+
+def test_level1_keeps_weights_and_separate_mode_never_sleeps():
+    e, log = _engine(1)
+    e.update_weights(); e.wake_up(); e.sleep(); e.wake_up(); e.sleep()
+    assert log == ["sync", "reset_prefix", "sleep1", "wake:weights", "wake:kv_cache", "sleep1"]
+    e, log = _engine(2, colocate=False)
+    e.update_weights(); e.wake_up(); e.sleep(); e.wake_up(); e.update_weights()
+    assert log == ["sync", "reset_prefix", "sync", "reset_prefix"]
