@@ -42,6 +42,26 @@ class RolloutConfig:
     """Colocate vLLM with training on the same GPUs (sleep during training)."""
     vllm_enforce_eager: bool = False
     """Skip CUDA-graph capture in vLLM (faster start, slower decode)."""
+    vllm_gpus: list = field(default_factory=list)
+    """Separate mode (``vllm_colocate=false``): physical GPU ids on this node for vLLM's
+    ``vllm_tp`` workers; empty means the ``vllm_tp`` GPUs right after the trainer's local ones."""
+    vllm_sleep_level: int = 2
+    """Colocated mode: vLLM sleeps after every ``generate`` at this level (1: weights to host
+    memory, 2: weights dropped and re-synced from the trainer before the next generation)."""
+    vllm_bucket_mb: int = 512
+    """Weight-sync bucket size in MiB (the most extra GPU memory one bucket costs per rank)."""
+    vllm_fp8: bool = False
+    """Serve FP8 (DeepSeek 128x128 block e4m3): weights are block-quantized during the sync."""
+    vllm_max_model_len: Optional[int] = None
+    """vLLM's context length; None means the longest prompt-plus-response the data allows
+    (``data.seq_length`` plus ``max_tokens``, capped by ``model.max_position_embeddings``)."""
+    vllm_max_num_seqs: int = 256
+    """Most sequences vLLM decodes at once."""
+    vllm_attention_backend: Optional[str] = None
+    """Force a vLLM attention backend (e.g. TRITON_MLA, FLASH_ATTN); None lets vLLM choose."""
+    vllm_model_dir: Optional[str] = None
+    """Where the HF-format model directory (config.json + tokenizer) for vLLM is written;
+    None means ``<run dir>/vllm_model``."""
 
     def validate(self, prefix: str = "rollout") -> None:
         if self.engine not in ("megatron", "vllm"):
@@ -54,3 +74,14 @@ class RolloutConfig:
                 raise ValueError(f"{prefix}.{key}={getattr(self, key)} must be in (0, 1]")
         if self.max_tokens < 1 or self.max_batch < 1 or self.eval_k < 1:
             raise ValueError(f"{prefix}.max_tokens, max_batch and eval_k must be >= 1")
+        if self.vllm_tp < 1:
+            raise ValueError(f"{prefix}.vllm_tp={self.vllm_tp} must be >= 1")
+        if self.vllm_sleep_level not in (1, 2):
+            raise ValueError(f"{prefix}.vllm_sleep_level={self.vllm_sleep_level} must be 1 or 2")
+        if not 0 < self.vllm_gpu_memory_utilization < 1:
+            raise ValueError(f"{prefix}.vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization} "
+                             "must be in (0, 1)")
+        if self.vllm_bucket_mb < 1:
+            raise ValueError(f"{prefix}.vllm_bucket_mb={self.vllm_bucket_mb} must be >= 1")
+        if self.vllm_gpus and len(self.vllm_gpus) != self.vllm_tp:
+            raise ValueError(f"{prefix}.vllm_gpus={list(self.vllm_gpus)} must list vllm_tp={self.vllm_tp} GPUs")

@@ -28,7 +28,7 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
     from megatron.core import parallel_state as ps
 
     from r1mega.rewards import RewardManager
-    from r1mega.rollout.megatron_engine import MegatronEngine
+    from r1mega.rollout.factory import build_engine
 
     run_dir = common.start(cfg, dims)
     tokenizer = load_tokenizer(cfg.data.tokenizer)
@@ -39,13 +39,7 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
         if source is None:
             raise ValueError(f"trainer.init_from={cfg.trainer.init_from!r} holds no complete checkpoint")
         ckpt.load_model_weights(source, chunks)
-    if cfg.rollout.engine == "vllm":
-        from r1mega.rollout.vllm_engine import VLLMEngine
-
-        engine = VLLMEngine.from_chunks(cfg, chunks, tokenizer)
-    else:
-        engine = MegatronEngine(chunks, tokenizer, cfg.rollout.max_batch, cfg.rollout.kv_cache,
-                                lockstep=dims.ep > 1, seed_offset=ps.get_data_parallel_rank() * 7919)
+    engine = build_engine(cfg, tokenizer, dims, chunks=chunks, seed_offset=ps.get_data_parallel_rank() * 7919)
     with RewardManager(cfg.reward) as rewarder:
         result = evaluate(engine, tokenizer, records, cfg.data.template, rewarder, cfg.rollout.eval_k,
                           cfg.rollout.eval_temperature, cfg.rollout.eval_top_p,

@@ -47,14 +47,9 @@ from r1mega.training.step import forward_only, train_step
 def make_engine(cfg: R1Config, tm, tokenizer, dims: ParallelDims):
     from megatron.core import parallel_state as ps
 
-    if cfg.rollout.engine == "vllm":
-        from r1mega.rollout.vllm_engine import VLLMEngine
+    from r1mega.rollout.factory import build_engine
 
-        return VLLMEngine(cfg, tm, tokenizer)
-    from r1mega.rollout.megatron_engine import MegatronEngine
-
-    return MegatronEngine(tm.chunks, tokenizer, cfg.rollout.max_batch, cfg.rollout.kv_cache,
-                          lockstep=dims.ep > 1, seed_offset=ps.get_data_parallel_rank() * 7919)
+    return build_engine(cfg, tokenizer, dims, tm=tm, seed_offset=ps.get_data_parallel_rank() * 7919)
 
 
 def encode(records: list[dict], tokenizer, template: str) -> list[list[int]]:

@@ -64,13 +64,9 @@ def load_policy(cfg: R1Config, dims: ParallelDims, tokenizer):
     ckpt.load_model_weights(source, chunks)
     if cfg.rollout.engine == "vllm":
         require_vllm()
-        from r1mega.rollout.vllm_engine import VLLMEngine
+    from r1mega.rollout.factory import build_engine
 
-        return VLLMEngine.from_chunks(cfg, chunks, tokenizer), source
-    from r1mega.rollout.megatron_engine import MegatronEngine
-
-    return MegatronEngine(chunks, tokenizer, cfg.rollout.max_batch, cfg.rollout.kv_cache,
-                          lockstep=dims.ep > 1, seed_offset=0), source
+    return build_engine(cfg, tokenizer, dims, chunks=chunks, seed_offset=0), source
 
 
 def sampling_params(cfg: R1Config, seed: int) -> SamplingParams:
