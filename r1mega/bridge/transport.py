@@ -20,6 +20,8 @@ received. Other trainer ranks only take part in producing the stream.
 
 from __future__ import annotations
 
+import pickle
+
 import socket
 import threading
 from typing import Optional
@@ -52,7 +54,8 @@ class IPCTransport:
             dist.all_gather_object(parts, handles, group=self.group)
             handles = {k: v for p in parts for k, v in p.items()}
         if self.is_driver:
-            llm.collective_rpc("r1_load_ipc", args=(index, handles))
+            # vLLM's RPC encoder is msgpack: the handles (which hold torch classes) travel pickled
+            llm.collective_rpc("r1_load_ipc", args=(index, pickle.dumps(handles)))
         if self.group is not None and dist.get_world_size(self.group) > 1:
             dist.barrier(group=self.group)
 

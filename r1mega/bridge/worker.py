@@ -60,9 +60,14 @@ class WeightSyncExtension:
             self._r1_loaded.update(loaded)
         return len(weights)
 
-    def r1_load_ipc(self, index: int, handles: dict) -> int:
-        """Load bucket ``index`` from the trainer's CUDA IPC handle for this worker's GPU."""
+    def r1_load_ipc(self, index: int, payload: bytes) -> int:
+        """Load bucket ``index`` from the trainer's CUDA IPC handle for this worker's GPU
+        (``payload``: pickled {device uuid: reduce_tensor args}, sent by the trainer process)."""
+        import pickle
+
         from torch.multiprocessing.reductions import rebuild_cuda_tensor
+
+        handles = pickle.loads(payload)  # noqa: S301 - from our own trainer process
 
         uuid = self.r1_device_uuid()
         if uuid not in handles:

@@ -17,15 +17,15 @@ python3 -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch._
 for s in $steps; do
   case $s in
     bw) $py tools/device/vllm_check.py bandwidth --out "$OUT" > "$OUT/bw.log" 2>&1; status bw $? ;;
-    qwen) $py tools/device/vllm_check.py logprobs --model qwen2_5_1_5b --throughput --out "$OUT" \
+    qwen) $py tools/device/vllm_check.py logprobs ${CHECK_ARGS:-} --model qwen2_5_1_5b --throughput --out "$OUT" \
             > "$OUT/qwen.log" 2>&1; status qwen $? ;;
-    dsv3) $py tools/device/vllm_check.py logprobs --model deepseek_v3_tiny --out "$OUT" \
+    dsv3) $py tools/device/vllm_check.py logprobs ${CHECK_ARGS:-} --model deepseek_v3_tiny --out "$OUT" \
             > "$OUT/dsv3.log" 2>&1; status dsv3 $? ;;
-    dsv3_mla512) $py tools/device/vllm_check.py logprobs --model deepseek_v3_tiny --tag dsv3_tiny_mla512 \
+    dsv3_mla512) $py tools/device/vllm_check.py logprobs ${CHECK_ARGS:-} --model deepseek_v3_tiny --tag dsv3_tiny_mla512 \
             --override $MLA512 --out "$OUT" > "$OUT/dsv3_mla512.log" 2>&1; status dsv3_mla512 $? ;;
-    fp8) $py tools/device/vllm_check.py logprobs --model deepseek_v3_tiny --tag dsv3_tiny_mla512_fp8 --fp8 \
+    fp8) $py tools/device/vllm_check.py logprobs ${CHECK_ARGS:-} --model deepseek_v3_tiny --tag dsv3_tiny_mla512_fp8 --fp8 \
             --override $MLA512 $FP8DIMS --out "$OUT" > "$OUT/fp8.log" 2>&1; status fp8 $? ;;
-    separate) $py tools/device/vllm_check.py logprobs --model qwen2_5_1_5b --separate --tag qwen_separate \
+    separate) $py tools/device/vllm_check.py logprobs ${CHECK_ARGS:-} --model qwen2_5_1_5b --separate --tag qwen_separate \
             --out "$OUT" > "$OUT/separate.log" 2>&1; status separate $? ;;
     grpo) $py -m r1mega.cli.train stage=reasoning_rl model=deepseek_v3_tiny model.spec=te $MLA512 \
             trainer.precision.dtype=bf16 trainer.progress=false rollout=vllm rollout.vllm_enforce_eager=true \
