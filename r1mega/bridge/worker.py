@@ -23,8 +23,9 @@ import torch
 from r1mega.bridge.plan import SyncPlan, unpack_bucket
 
 
-CHECKPOINTLESS = ("k_scale", "v_scale", "q_scale", "prob_scale")
-"""Attention quantization scales vLLM creates whether or not a checkpoint has them."""
+CHECKPOINTLESS = ("k_scale", "v_scale", "q_scale", "prob_scale", ".W_UK_T", ".W_UV")
+"""Parameters no checkpoint holds: attention quantization scales vLLM creates anyway, and MLA's
+absorbed up-projections (W_UK_T, W_UV), which vLLM derives from kv_b_proj after loading."""
 
 
 class WeightSyncExtension:

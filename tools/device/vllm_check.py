@@ -80,6 +80,46 @@ def compare(tm, gens, pad_id, temperature, vocab_limit) -> dict:
             "mean_sampled_logp": float(rollout.rollout_logp[m].mean())}
 
 
+def hf_logprobs(tm, model_cfg, rollout, vocab_limit):
+    """Per-token log-probs of the same sequences from HF transformers, built from the weights the
+    bridge streams (the third opinion that tells which of Megatron / vLLM disagrees)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from r1mega.convert.export_stream import iter_hf_tensors
+    from r1mega.convert.mappings import hf_config_from_model
+
+    raw = hf_config_from_model(model_cfg, dtype="bfloat16")
+    config = AutoConfig.for_model(raw.pop("model_type"), **{k: v for k, v in raw.items() if k != "architectures"})
+    with torch.device("cuda"):
+        hf = AutoModelForCausalLM.from_config(config, torch_dtype=torch.bfloat16)
+    state = dict(iter_hf_tensors(tm.unwrapped(), model_cfg))
+    missing, unexpected = hf.load_state_dict(state, strict=False)
+    print(f"HF load: missing={list(missing)[:5]} unexpected={list(unexpected)[:5]}")
+    hf.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, rollout.tokens.shape[0], 8):
+            tok = rollout.tokens[i:i + 8].cuda()
+            logits = hf(input_ids=tok).logits.float()
+            logits[..., vocab_limit:] = -1.0e4
+            logp = torch.log_softmax(logits, -1).gather(-1, rollout.labels[i:i + 8].cuda().unsqueeze(-1)).squeeze(-1)
+            out.append(logp.cpu())
+    del hf
+    torch.cuda.empty_cache()
+    return torch.cat(out)
+
+
+def three_way(tm, model_cfg, gens, pad_id, vocab_limit) -> dict:
+    logp, rollout = megatron_logprobs(tm, gens, pad_id, 1.0, vocab_limit)
+    hf = hf_logprobs(tm, model_cfg, rollout, vocab_limit)
+    m = rollout.mask.bool()
+    pairs = {"hf_vs_megatron": (hf, logp), "hf_vs_vllm": (hf, rollout.rollout_logp),
+             "megatron_vs_vllm": (logp, rollout.rollout_logp)}
+    return {k: {"mean": float((a - b).abs()[m].mean()), "p99": float((a - b).abs()[m].quantile(0.99))}
+            for k, (a, b) in pairs.items()}
+
+
 def copy_bandwidth(gib: float = 1.0, reps: int = 10) -> float:
     """Device-to-device torch copy, GB/s of bytes copied (each byte read once, written once)."""
     import torch
@@ -180,6 +220,9 @@ def run_logprobs(args) -> dict:
     params = SamplingParams(temperature=1.0, max_tokens=args.max_tokens, seed=7)
     gens = engine.generate(prompts, params)
     res["synced"] = compare(tm, gens, tok.pad_token_id, 1.0, vocab_limit)
+    if args.hf_check:
+        res["three_way"] = three_way(tm, cfg.model, gens, tok.pad_token_id, vocab_limit)
+        print("THREEWAY", json.dumps(res["three_way"]))
     # a sync that silently does nothing must fail here
     perturb(tm, args.perturb, seed=3)
     res["stale"] = compare(tm, gens, tok.pad_token_id, 1.0, vocab_limit)
@@ -281,6 +324,7 @@ def main() -> int:
     lp.add_argument("--logit-scale", type=float, default=2.0)
     lp.add_argument("--perturb", type=float, default=0.2)
     lp.add_argument("--throughput", action="store_true")
+    lp.add_argument("--hf-check", action="store_true", help="also compare with HF transformers")
     lp.add_argument("--bench-prompts", type=int, default=512)
     lp.add_argument("--bench-tokens", type=int, default=256)
     lp.add_argument("--attention-backend", default="")
