@@ -18,3 +18,4 @@ run q4_untied model.tie_embeddings=false
 run q4_nobias model.add_qkv_bias=false
 run q4_mha model.num_query_groups=12
 run q4_rope1e4 model.rotary_base=10000.0
+run q4_vocab512 model.vocab_size=512
