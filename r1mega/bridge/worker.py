@@ -55,7 +55,10 @@ class WeightSyncExtension:
         initialize_layerwise_reload(self._r1_model())
 
     def _r1_load(self, index: int, flat: torch.Tensor) -> int:
-        weights = unpack_bucket(flat, self._r1_plan.buckets[index])
+        # Copies, not views: vLLM's layer-wise reload defers a layer's copy until all of its
+        # weights have arrived, and a layer can straddle two buckets, while the sender reuses or
+        # frees this bucket's buffer as soon as the call returns.
+        weights = [(name, t.clone()) for name, t in unpack_bucket(flat, self._r1_plan.buckets[index])]
         loaded = self._r1_model().load_weights(weights)
         if loaded:
             self._r1_loaded.update(loaded)

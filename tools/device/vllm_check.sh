@@ -9,7 +9,7 @@ export PYTHONPATH=/tmp/site:$PWD NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1 TOKENIZER
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 steps=${*:-bw qwen dsv3 dsv3_mla512 fp8 grpo}
 MLA512="model.kv_lora_rank=512 model.qk_pos_emb_head_dim=64 model.qk_head_dim=128 model.v_head_dim=128"
-FP8DIMS="model.moe_ffn_hidden_size=128 model.moe_shared_expert_intermediate_size=128"
+FP8DIMS="model.q_lora_rank=128 model.moe_ffn_hidden_size=128 model.moe_shared_expert_intermediate_size=128"
 py=python3
 status() { echo "$1 exit=$2" | tee -a "$OUT/vllm_status.txt"; }
 python3 -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__, torch.cuda.get_device_name())" \
