@@ -42,6 +42,12 @@ class RolloutConfig:
     """Colocate vLLM with training on the same GPUs (sleep during training)."""
     vllm_enforce_eager: bool = False
     """Skip CUDA-graph capture in vLLM (faster start, slower decode)."""
+    record_dir: Optional[str] = None
+    """GRPO: write every step's rollout batch (prompts, responses, rollout log-probs, raw rewards)
+    to DIR/step_NNNNNN.json (see r1mega.rl.replay)."""
+    replay_dir: Optional[str] = None
+    """GRPO: read each step's rollout batch from DIR (written by record_dir) instead of generating
+    and scoring; runs at different layouts then train on identical data."""
 
     def validate(self, prefix: str = "rollout") -> None:
         if self.engine not in ("megatron", "vllm"):
@@ -54,3 +60,5 @@ class RolloutConfig:
                 raise ValueError(f"{prefix}.{key}={getattr(self, key)} must be in (0, 1]")
         if self.max_tokens < 1 or self.max_batch < 1 or self.eval_k < 1:
             raise ValueError(f"{prefix}.max_tokens, max_batch and eval_k must be >= 1")
+        if self.record_dir and self.replay_dir:
+            raise ValueError(f"{prefix}.record_dir and {prefix}.replay_dir are exclusive (got both)")

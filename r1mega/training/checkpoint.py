@@ -145,6 +145,34 @@ def save_checkpoint(ckpt_dir: str | Path, iteration: int, tm, extra: dict, keep:
     return final
 
 
+def save_model_weights(ckpt_dir: str | Path, tm, iteration: int = 0) -> Path:
+    """A model-only checkpoint (no optimizer, no RNG), atomically, loadable at any layout with
+    ``trainer.init_from``. Megatron initialises weights per rank, so two layouts built from the
+    same seed hold different weights; runs that must be compared across layouts start from one
+    such checkpoint."""
+    from megatron.core import dist_checkpointing
+
+    ckpt_dir = Path(ckpt_dir)
+    final = ckpt_dir / ITER_FMT.format(iteration)
+    tmp = ckpt_dir / f".{final.name}.tmp"
+    if _rank() == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "model").mkdir(parents=True)
+    _barrier()
+    dist_checkpointing.save(_sharded_model_state(tm.unwrapped()), str(tmp / "model"))
+    _barrier()
+    if _rank() == 0:
+        meta = {"iteration": iteration, "model": dataclasses.asdict(tm.model_cfg),
+                "parallel": dataclasses.asdict(tm.dims), "weights_only": True, "complete": True}
+        atomic_write_text(tmp / META, json.dumps(meta, indent=1, default=str))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        atomic_write_text(ckpt_dir / "latest", f"{iteration}\n")
+    _barrier()
+    return final
+
+
 def _prune(ckpt_dir: Path, keep: int) -> None:
     complete = [p for p in sorted(ckpt_dir.glob("iter_*")) if read_meta(p)]
     for old in complete[:-keep]:
@@ -198,6 +226,8 @@ def load_checkpoint(iter_dir: str | Path, tm) -> dict:
     meta = read_meta(iter_dir)
     if meta is None:
         raise ValueError(f"{iter_dir} is not a complete r1mega checkpoint")
+    if meta.get("weights_only"):
+        raise ValueError(f"{iter_dir} holds model weights only; start from it with trainer.init_from, not resume")
     chunks = tm.unwrapped()
     load_model_weights(iter_dir, chunks)
     opt_sd = dist_checkpointing.load(
