@@ -267,12 +267,32 @@ def _update(cfg, tm, rollout, per_sample, per_token, dims, vocab_limit) -> dict:
             denom = global_loss_denominator([b["mask"] for b in batches], rl.loss_agg, group=ps.get_data_parallel_group())
             scale = megatron_loss_scale(len(batches), dims.dp)
             step = grpo_step(rl, cfg.rollout.temperature, vocab_limit, max(denom, 1), scale)
-            m = common.broadcast_from_last_stage(train_step(tm, step, batches, _seq_len(rollout), mbs))
+            m = _sum_over_dp(common.broadcast_from_last_stage(train_step(tm, step, batches, _seq_len(rollout), mbs)))
             nmb = max(m.pop("microbatches", 1.0), 1.0)
             for k, v in m.items():
                 v = v / nmb if k not in ("grad_norm", "lr", "update_successful", "step_time", "loss") else v
                 totals[k] = totals.get(k, 0.0) + v / updates_of(rl)
     return totals
+
+
+GLOBAL_KEYS = ("grad_norm", "lr", "update_successful", "step_time")
+
+
+def _sum_over_dp(m: dict) -> dict:
+    """Loss-function outputs summed over the DP ranks (every rank has the same keys and as many
+    micro-batches), so the loss is the whole batch's and the per-micro-batch averages taken
+    later are over all micro-batches: the logged values do not depend on the DP size."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    group = ps.get_data_parallel_group()
+    if not dist.is_initialized() or dist.get_world_size(group) == 1:
+        return m
+    keys = sorted(k for k in m if k not in GLOBAL_KEYS)
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+    t = torch.tensor([float(m[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t, group=group)
+    return {**m, **dict(zip(keys, t.tolist()))}
 
 
 def updates_of(rl) -> int:
@@ -290,6 +310,8 @@ def _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mis
         "err_sum": float(comps["reward_errors"].sum()),
         "gen_tokens": float(sum(len(g.token_ids) for g in gens)),
         "train_tokens": float(rollout.mask.numel()),
+        "groups": float(len(group_stats.mean)), "group_std_sum": float(group_stats.std.sum()),
+        "constant_groups": float(group_stats.constant.float().sum()),
     }
     if dist.is_initialized() and dist.get_world_size(dp_group) > 1:
         parts = [None] * dist.get_world_size(dp_group)
@@ -308,7 +330,8 @@ def _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mis
         "train_tokens_per_s_per_gpu": local["train_tokens"] / max(timings["time_train"], 1e-9)
         / (dist.get_world_size() if dist.is_initialized() else 1),
     }
-    m.update({k.replace("/", "_"): float(v) for k, v in group_stats.metrics().items()})
+    m.update({"reward_group_std_mean": local["group_std_sum"] / local["groups"],
+              "reward_constant_group_frac": local["constant_groups"] / local["groups"]})
     m.update({k.replace("/", "_"): v for k, v in train_metrics.items()})
     m.update({k.replace("/", "_"): v for k, v in mismatch.items()})
     aliases = {"kl_ref": "actor/ref_kl", "entropy": "actor/entropy"}
