@@ -222,7 +222,8 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
         t = time.perf_counter()
         engine.update_weights()
         timings["time_sync"] = time.perf_counter() - t
-        m = _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mismatch, timings, dp_group)
+        m = _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mismatch, timings, dp_group,
+                          rl.ppo_epochs)
         logger.log(step, m)
         if cfg.trainer.eval_interval and step % cfg.trainer.eval_interval == 0 and step < cfg.trainer.max_steps:
             logger.log(step, {f"eval_{k}": v for k, v in run_eval(f"step{step}").items()})
@@ -299,7 +300,8 @@ def updates_of(rl) -> int:
     return rl.ppo_epochs * rl.num_minibatches
 
 
-def _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mismatch, timings, dp_group) -> dict:
+def _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mismatch, timings, dp_group,
+                  ppo_epochs: int = 1) -> dict:
     import torch.distributed as dist
 
     local = {
@@ -309,7 +311,7 @@ def _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mis
         "fmt_sum": float(comps.get("format_rate", torch.zeros(1)).sum()),
         "err_sum": float(comps["reward_errors"].sum()),
         "gen_tokens": float(sum(len(g.token_ids) for g in gens)),
-        "train_tokens": float(rollout.mask.numel()),
+        "train_tokens": float(rollout.mask.numel() * ppo_epochs),  # forward+backward passes over the batch
         "groups": float(len(group_stats.mean)), "group_std_sum": float(group_stats.std.sum()),
         "constant_groups": float(group_stats.constant.float().sum()),
     }
@@ -326,7 +328,7 @@ def _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mis
         "truncated_fraction": local["trunc"] / n, "reward_errors": local["err_sum"],
         "rollout_tokens_per_s": local["gen_tokens"] / max(timings["time_rollout"], 1e-9),
         "train_tokens_per_s": float(rollout.mask.numel()) / max(timings["time_train"], 1e-9),
-        # all ranks' (padded) training tokens over this rank's training time, per GPU of the job
+        # (padded) tokens all ranks trained on, x PPO epochs, over this rank's training time, per GPU
         "train_tokens_per_s_per_gpu": local["train_tokens"] / max(timings["time_train"], 1e-9)
         / (dist.get_world_size() if dist.is_initialized() else 1),
     }
