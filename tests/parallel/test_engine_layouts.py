@@ -25,6 +25,8 @@ import pytest
 from tests.foundation.dist_utils import run_ranks
 from tests.parallel.workers import PROMPTS, decode_at_layout
 
+pytestmark = pytest.mark.slow
+
 MAX_TOKENS = 6
 CASES = [
     ("deepseek_v3_tiny", {"pp": 2}),
