@@ -115,14 +115,11 @@ class R1Config:
                 f"trainer.global_batch_size={gbs} / dp={dims.dp} / rl.num_minibatches={nmini} must be a "
                 f"multiple of trainer.micro_batch_size={self.trainer.micro_batch_size}"
             )
-        if self.rollout.engine == "megatron" and dims.sequence_parallel:
+        if self.rollout.engine == "megatron" and dims.vpp is not None:
             raise ValueError(
-                "rollout.engine=megatron cannot decode with sequence parallelism (one-token steps do not "
-                "split over parallel.tp); set parallel.sequence_parallel=false (dense models) or use "
-                "rollout.engine=vllm (MoE with parallel.tp > 1 needs sequence parallelism)"
+                f"rollout.engine=megatron does not decode with virtual pipeline stages (parallel.vpp={dims.vpp}); "
+                "unset parallel.vpp or use rollout.engine=vllm"
             )
-        if self.rollout.engine == "megatron" and dims.pp > 1:
-            raise ValueError("rollout.engine=megatron needs parallel.pp=1; use rollout.engine=vllm with pipelining")
 
 
 def to_config(cfg) -> R1Config:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 
 @dataclass
@@ -26,6 +27,18 @@ class Rollout:
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
+
+
+def agreed_length(generations: list, multiple: int = 16) -> int:
+    """Row length for this step on every rank: the longest ``prompt + response - 1`` over all
+    ranks (an all-reduce when distributed), rounded up to ``multiple``."""
+    longest = max(len(g.prompt_ids) + len(g.token_ids) for g in generations) - 1
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+        t = torch.tensor([longest], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        longest = int(t.item())
+    return (longest + multiple - 1) // multiple * multiple
 
 
 def build_rollout(generations: list, pad_id: int, fixed_length: int | None = None) -> Rollout:

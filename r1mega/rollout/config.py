@@ -62,6 +62,12 @@ class RolloutConfig:
     vllm_model_dir: Optional[str] = None
     """Where the HF-format model directory (config.json + tokenizer) for vLLM is written;
     None means ``<run dir>/vllm_model``."""
+    record_dir: Optional[str] = None
+    """GRPO: write every step's rollout batch (prompts, responses, rollout log-probs, raw rewards)
+    to DIR/step_NNNNNN.json (see r1mega.rl.replay)."""
+    replay_dir: Optional[str] = None
+    """GRPO: read each step's rollout batch from DIR (written by record_dir) instead of generating
+    and scoring; runs at different layouts then train on identical data."""
 
     def validate(self, prefix: str = "rollout") -> None:
         if self.engine not in ("megatron", "vllm"):
@@ -85,3 +91,5 @@ class RolloutConfig:
             raise ValueError(f"{prefix}.vllm_bucket_mb={self.vllm_bucket_mb} must be >= 1")
         if self.vllm_gpus and len(self.vllm_gpus) != self.vllm_tp:
             raise ValueError(f"{prefix}.vllm_gpus={list(self.vllm_gpus)} must list vllm_tp={self.vllm_tp} GPUs")
+        if self.record_dir and self.replay_dir:
+            raise ValueError(f"{prefix}.record_dir and {prefix}.replay_dir are exclusive (got both)")

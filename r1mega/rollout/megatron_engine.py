@@ -17,6 +17,23 @@ machine for deepseek_v3_tiny with 32 sequences).
 
 Tensor-parallel ranks receive the same prompts and draw from identically seeded generators,
 so they sample the same tokens without communicating.
+
+Pipeline parallelism (``parallel.pp > 1``). Every stage of one pipeline holds the same prompts
+(they belong to one data-parallel rank). A decode step is one micro-batch through Megatron's
+forward-only pipeline schedule: the first stage embeds the new tokens, each stage runs its
+layers with its own KV cache (the cache is keyed by global layer number, so one
+``StaticInferenceContext`` per process holds exactly its stage's layers) and sends the hidden
+states on; the last stage produces the logits and samples. The sampled tokens and their
+log-probs are then broadcast from the last stage to the whole pipeline group, so every stage
+knows the next input and when decoding ends. Only the last stage's generator draws.
+
+Sequence parallelism (MoE with ``parallel.tp > 1``). The sequence dimension is split over
+the TP ranks, which a one-token step cannot be. With sequence parallelism the engine decodes
+without a KV cache: every step re-runs the whole sequence, right-padded to a multiple of TP.
+Causal attention keeps real positions blind to the padding that follows them, and MoE routing
+is per token (no capacity dropping), so the logits at the last real position are exactly those
+of the unpadded sequence. Quadratic in the response length: meant for tests and evaluation of
+small models; at scale use ``rollout.engine=vllm``.
 """
 
 from __future__ import annotations
@@ -34,16 +51,24 @@ class MegatronEngine:
     def __init__(self, chunks: list, tokenizer, max_batch: int = 256, kv_cache: bool = True,
                  lockstep: bool = False, vocab_limit: int | None = None, seed_offset: int = 0):
         if len(chunks) != 1:
-            raise ValueError("rollout.engine=megatron needs parallel.pp=1 (use rollout.engine=vllm with pipelining)")
+            raise ValueError("rollout.engine=megatron does not decode with virtual pipeline stages "
+                             "(parallel.vpp); unset parallel.vpp or use rollout.engine=vllm")
+        from megatron.core.utils import get_model_config
+
+        self.chunks = chunks
         self.model = chunks[0]
         self.tokenizer = tokenizer
         self.max_batch = max_batch
-        self.kv_cache = kv_cache
         self.lockstep = lockstep and dist.is_initialized() and dist.get_world_size() > 1
         self.vocab_limit = vocab_limit or len(tokenizer)
         self.seed_offset = seed_offset
         self.calls = 0
         self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        config = get_model_config(self.model)
+        # With sequence parallelism a step must cover a multiple of TP positions (module doc).
+        self.seq_multiple = config.tensor_model_parallel_size if config.sequence_parallel else 1
+        self.kv_cache = kv_cache and self.seq_multiple == 1
+        self.pp = _pp_size()
 
     # The built-in engine shares the trainer's parameters.
     def update_weights(self) -> None:
@@ -95,14 +120,58 @@ class MegatronEngine:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t.item())
 
-    def _forward(self, tokens: torch.Tensor, start: int, ctx):
+    def _last_logits(self, tokens: torch.Tensor, start: int, ctx) -> torch.Tensor | None:
+        """Logits [b, vocab_limit] (fp32) of the last position of ``tokens`` (which start at
+        absolute position ``start``); None on pipeline stages other than the last."""
         b, s = tokens.shape
-        pos = torch.arange(start, start + s, device=self.device).expand(b, s)
-        if ctx is None:
-            return self.model(tokens, pos, None)
-        logits = self.model(tokens, pos, None, inference_context=ctx, runtime_gather_output=True)
-        ctx.sequence_len_offset += s
-        return logits
+        pad = -s % self.seq_multiple
+        if pad:  # sequence parallel, no cache: right-pad, read the last real position
+            tokens = torch.cat([tokens, tokens[:, -1:].expand(b, pad)], 1)
+        pos = torch.arange(start, start + s + pad, device=self.device).expand(b, s + pad)
+        kwargs = {"runtime_gather_output": True}
+        if ctx is not None:
+            kwargs["inference_context"] = ctx
+        if self.pp == 1:
+            logits = self.model(tokens, pos, None, **kwargs)
+        else:
+            logits = self._pipeline_forward(tokens, pos, kwargs)
+        if ctx is not None:
+            ctx.sequence_len_offset += s
+        if logits is None:
+            return None
+        # With a KV cache Megatron materialises only the last position's logits.
+        at = -1 if ctx is not None else s - 1
+        return logits[:, at, : self.vocab_limit].float()
+
+    def _pipeline_forward(self, tokens: torch.Tensor, pos: torch.Tensor, kwargs: dict) -> torch.Tensor | None:
+        """One micro-batch through the forward-only pipeline schedule; logits on the last stage."""
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        def forward_step(data_iterator, model):
+            out = model(tokens, pos, None, **kwargs)
+            return out, lambda output, non_loss_data=True: output
+
+        outputs = get_forward_backward_func()(
+            forward_step_func=forward_step, data_iterator=iter([None]), model=self.chunks,
+            num_microbatches=1, seq_length=tokens.shape[1], micro_batch_size=tokens.shape[0],
+            forward_only=True, collect_non_loss_data=True,
+        )
+        return outputs[0] if outputs else None
+
+    def _sample(self, logits: torch.Tensor | None, params: SamplingParams, gen: torch.Generator, b: int):
+        """Next tokens and log-probs [b]; drawn on the last stage, broadcast over the pipeline."""
+        if logits is not None:
+            tok, lp = sample(logits, params.temperature, params.top_p, params.top_k, gen)
+        if self.pp == 1:
+            return tok, lp
+        from megatron.core import parallel_state as ps
+
+        both = torch.empty(2, b, dtype=torch.float64, device=self.device)
+        if logits is not None:
+            both[0], both[1] = tok.to(torch.float64), lp.to(torch.float64)
+        dist.broadcast(both, src=ps.get_pipeline_model_parallel_last_rank(),
+                       group=ps.get_pipeline_model_parallel_group())
+        return both[0].long(), both[1].float()
 
     def _decode(self, batch: list[list[int]], params: SamplingParams, gen: torch.Generator) -> list[Generation]:
         from megatron.core.inference.contexts import StaticInferenceContext
@@ -117,10 +186,9 @@ class MegatronEngine:
         done = torch.zeros(b, dtype=torch.bool)
         stopped = torch.zeros(b, dtype=torch.bool)
         seq = ids
-        logits = self._forward(ids, 0, ctx)
+        logits = self._last_logits(ids, 0, ctx)
         for t in range(params.max_tokens):
-            last = logits[:, -1, : self.vocab_limit].float()
-            tok, lp = sample(last, params.temperature, params.top_p, params.top_k, gen)
+            tok, lp = self._sample(logits, params, gen, b)
             tok_l, lp_l = tok.tolist(), lp.tolist()
             for i in range(b):
                 if done[i]:
@@ -131,12 +199,12 @@ class MegatronEngine:
                     done[i] = stopped[i] = True
             if t == params.max_tokens - 1 or self._all_done(bool(done.all()) or dummy):
                 break
-            step = tok[:, None]
+            step = tok.to(self.device)[:, None]
             if ctx is None:
                 seq = torch.cat([seq, step], 1)
-                logits = self._forward(seq, 0, None)
+                logits = self._last_logits(seq, 0, None)
             else:
-                logits = self._forward(step, p + t, ctx)
+                logits = self._last_logits(step, p + t, ctx)
         if dummy:
             return []
         return [self._result(batch[i], tokens[i], logps[i], bool(stopped[i]), eos) for i in range(b)]
@@ -156,3 +224,9 @@ class MegatronEngine:
         text_ids = tokens[:-1] if stopped and tokens and tokens[-1] == eos else tokens
         text = self.tokenizer.decode(text_ids, skip_special_tokens=False)
         return Generation(prompt, tokens, logps, "stop" if stopped else "length", text)
+
+
+def _pp_size() -> int:
+    from megatron.core import parallel_state as ps
+
+    return ps.get_pipeline_model_parallel_world_size() if ps.model_parallel_is_initialized() else 1

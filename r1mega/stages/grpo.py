@@ -31,7 +31,8 @@ from r1mega.data.tokenizer import load_tokenizer
 from r1mega.eval.runner import accuracy_of, evaluate
 from r1mega.parallel.dims import ParallelDims
 from r1mega.rl import advantages as adv_mod
-from r1mega.rl.batch import build_rollout, micro_batches
+from r1mega.rl import replay
+from r1mega.rl.batch import agreed_length, build_rollout, micro_batches
 from r1mega.rl.forward import grpo_step, logprob_step
 from r1mega.rl.losses import global_loss_denominator, megatron_loss_scale, rollout_correction
 from r1mega.rollout.base import SamplingParams
@@ -132,6 +133,8 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
     elif init is not None:
         ckpt.init_from(init, tm)
     engine.update_weights()
+    if cfg.rollout.record_dir and start_step == 0:  # replays start from these weights (r1mega.rl.replay)
+        ckpt.save_model_weights(replay.init_dir(cfg.rollout.record_dir), tm)
 
     from r1mega.rewards import RewardManager
 
@@ -139,7 +142,6 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
     logger = MetricsLogger(run_dir, label, cfg.trainer.max_steps, common.is_logging_rank(), cfg.trainer.progress)
     logger.resume_at(start_step)
     dp, dp_rank, dp_group = dims.dp, ps.get_data_parallel_rank(), ps.get_data_parallel_group()
-    fixed_len = cfg.data.seq_length if dims.pp > 1 else None
     mbs = cfg.trainer.micro_batch_size
     eval_max = cfg.rollout.eval_max_tokens or cfg.rollout.max_tokens
 
@@ -159,14 +161,24 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
         timings = {}
         # 1. rollout
         t = time.perf_counter()
-        records = [train[i] for i in rank_slice(sampler.next_batch(), dp_rank, dp)]
+        batch = sampler.next_batch()
+        records = [train[i] for i in rank_slice(batch, dp_rank, dp)]
         prompts = encode(records, tokenizer, cfg.data.template)
-        gens = engine.generate([p for p in prompts for _ in range(G)], sampling)
+        if cfg.rollout.replay_dir:
+            gens, rewards, comps = replay.replay_step(cfg.rollout.replay_dir, step, batch, prompts, G,
+                                                      cfg.rollout.max_tokens, dp_rank, dp)
+        else:
+            gens = engine.generate([p for p in prompts for _ in range(G)], sampling)
         timings["time_rollout"] = time.perf_counter() - t
         # 2. reward
         t = time.perf_counter()
-        rewards, comps = score(rewarder, gens, records, G)
-        rollout = build_rollout(gens, tokenizer.pad_token_id, fixed_len)
+        if not cfg.rollout.replay_dir:
+            rewards, comps = score(rewarder, gens, records, G)
+        if cfg.rollout.record_dir:
+            replay.record_step(cfg.rollout.record_dir, step, batch, prompts, gens, rewards, comps, G, dp_group)
+        # One row length on every rank: pipeline stages exchange [length, mbs, hidden] tensors,
+        # and results do not depend on the DP size (padding positions pass the MoE routers).
+        rollout = build_rollout(gens, tokenizer.pad_token_id, agreed_length(gens))
         if rl.overlong == "penalty":
             rewards = rewards + adv_mod.overlong_penalty(rollout.lengths, cfg.rollout.max_tokens,
                                                          rl.overlong_buffer_len, rl.overlong_penalty_factor)
@@ -180,7 +192,7 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
         rows = list(range(len(rollout)))
         need_old = updates > 1 or rl.rollout_is_correction != "none" or rl.kl_in_reward
         per_token = old_and_ref_logprobs(cfg, tm, ref_chunks, micro_batches(rollout, {}, {}, rows, mbs),
-                                         _seq_len(rollout, fixed_len), mbs, vocab_limit, need_old)
+                                         _seq_len(rollout), mbs, vocab_limit, need_old)
         mismatch = {}
         if rl.rollout_is_correction != "none":
             corr = rollout_correction(per_token["old_logp"], rollout.rollout_logp, rollout.mask,
@@ -199,13 +211,14 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
         advantages, group_stats = adv_mod.compute_advantages(rewards, G, rl.adv_estimator, rl.adv_eps)
         # 5. train
         t = time.perf_counter()
-        train_metrics = _update(cfg, tm, rollout, {"advantages": advantages}, per_token, dims, vocab_limit, fixed_len)
+        train_metrics = _update(cfg, tm, rollout, {"advantages": advantages}, per_token, dims, vocab_limit)
         timings["time_train"] = time.perf_counter() - t
         # 6. weight sync
         t = time.perf_counter()
         engine.update_weights()
         timings["time_sync"] = time.perf_counter() - t
-        m = _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mismatch, timings, dp_group)
+        m = _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mismatch, timings, dp_group,
+                          rl.ppo_epochs)
         logger.log(step, m)
         if cfg.trainer.eval_interval and step % cfg.trainer.eval_interval == 0 and step < cfg.trainer.max_steps:
             logger.log(step, {f"eval_{k}": v for k, v in run_eval(f"step{step}").items()})
@@ -230,11 +243,11 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
     return summary
 
 
-def _seq_len(rollout, fixed_len):
-    return fixed_len or rollout.tokens.shape[1]
+def _seq_len(rollout):
+    return rollout.tokens.shape[1]
 
 
-def _update(cfg, tm, rollout, per_sample, per_token, dims, vocab_limit, fixed_len) -> dict:
+def _update(cfg, tm, rollout, per_sample, per_token, dims, vocab_limit) -> dict:
     """ppo_epochs x num_minibatches optimizer steps; returns averaged metrics."""
     from megatron.core import parallel_state as ps
 
@@ -250,7 +263,7 @@ def _update(cfg, tm, rollout, per_sample, per_token, dims, vocab_limit, fixed_le
             denom = global_loss_denominator([b["mask"] for b in batches], rl.loss_agg, group=ps.get_data_parallel_group())
             scale = megatron_loss_scale(len(batches), dims.dp)
             step = grpo_step(rl, cfg.rollout.temperature, vocab_limit, max(denom, 1), scale)
-            m = common.broadcast_from_last_stage(train_step(tm, step, batches, _seq_len(rollout, fixed_len), mbs))
+            m = _sum_over_dp(common.broadcast_from_last_stage(train_step(tm, step, batches, _seq_len(rollout), mbs)))
             nmb = max(m.pop("microbatches", 1.0), 1.0)
             for k, v in m.items():
                 v = v / nmb if k not in ("grad_norm", "lr", "update_successful", "step_time", "loss") else v
@@ -258,11 +271,32 @@ def _update(cfg, tm, rollout, per_sample, per_token, dims, vocab_limit, fixed_le
     return totals
 
 
+GLOBAL_KEYS = ("grad_norm", "lr", "update_successful", "step_time")
+
+
+def _sum_over_dp(m: dict) -> dict:
+    """Loss-function outputs summed over the DP ranks (every rank has the same keys and as many
+    micro-batches), so the loss is the whole batch's and the per-micro-batch averages taken
+    later are over all micro-batches: the logged values do not depend on the DP size."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    group = ps.get_data_parallel_group()
+    if not dist.is_initialized() or dist.get_world_size(group) == 1:
+        return m
+    keys = sorted(k for k in m if k not in GLOBAL_KEYS)
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+    t = torch.tensor([float(m[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t, group=group)
+    return {**m, **dict(zip(keys, t.tolist()))}
+
+
 def updates_of(rl) -> int:
     return rl.ppo_epochs * rl.num_minibatches
 
 
-def _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mismatch, timings, dp_group) -> dict:
+def _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mismatch, timings, dp_group,
+                  ppo_epochs: int = 1) -> dict:
     import torch.distributed as dist
 
     local = {
@@ -272,6 +306,9 @@ def _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mis
         "fmt_sum": float(comps.get("format_rate", torch.zeros(1)).sum()),
         "err_sum": float(comps["reward_errors"].sum()),
         "gen_tokens": float(sum(len(g.token_ids) for g in gens)),
+        "train_tokens": float(rollout.mask.numel() * ppo_epochs),  # forward+backward passes over the batch
+        "groups": float(len(group_stats.mean)), "group_std_sum": float(group_stats.std.sum()),
+        "constant_groups": float(group_stats.constant.float().sum()),
     }
     if dist.is_initialized() and dist.get_world_size(dp_group) > 1:
         parts = [None] * dist.get_world_size(dp_group)
@@ -286,8 +323,12 @@ def _step_metrics(rewards, comps, rollout, gens, group_stats, train_metrics, mis
         "truncated_fraction": local["trunc"] / n, "reward_errors": local["err_sum"],
         "rollout_tokens_per_s": local["gen_tokens"] / max(timings["time_rollout"], 1e-9),
         "train_tokens_per_s": float(rollout.mask.numel()) / max(timings["time_train"], 1e-9),
+        # (padded) tokens all ranks trained on, x PPO epochs, over this rank's training time, per GPU
+        "train_tokens_per_s_per_gpu": local["train_tokens"] / max(timings["time_train"], 1e-9)
+        / (dist.get_world_size() if dist.is_initialized() else 1),
     }
-    m.update({k.replace("/", "_"): float(v) for k, v in group_stats.metrics().items()})
+    m.update({"reward_group_std_mean": local["group_std_sum"] / local["groups"],
+              "reward_constant_group_frac": local["constant_groups"] / local["groups"]})
     m.update({k.replace("/", "_"): v for k, v in train_metrics.items()})
     m.update({k.replace("/", "_"): v for k, v in mismatch.items()})
     aliases = {"kl_ref": "actor/ref_kl", "entropy": "actor/entropy"}

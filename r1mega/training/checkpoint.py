@@ -17,7 +17,16 @@ ignores (and the next save removes). A directory without ``"complete": true`` is
 Dist-checkpointing stores tensors by *global* keys (layer numbers and expert ids are global),
 so a checkpoint written at one TP/PP/EP layout loads at another: the model and optimizer are
 rebuilt for the new layout and read their own shards. RNG states only carry over at the same
-layout and world size (they are per rank); elsewhere they are re-seeded and a note is logged.
+layout and world size (they are per rank); elsewhere they are re-seeded.
+
+The optimizer across layouts. Megatron splits the optimizer into a dense and an expert part
+(a ``ChainedOptimizer``) only when expert parameters are sharded over their own groups
+(EP > 1), and its non-tensor state (param groups, parameter ids) is numbered per layout. Two
+things make a checkpoint resumable elsewhere: tensor keys without the ``chained_N.`` prefix
+(``chained_optim_avoid_prefix``), and, when the layout differs, a load that takes only the
+sharded tensors (moments, fp32 master weights) from the checkpoint, by key, and keeps the
+new layout's own structure and param groups, with the step count restored from the
+scheduler (both count successful optimizer steps).
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ import torch.distributed as dist
 ITER_FMT = "iter_{:07d}"
 # Megatron's distributed optimizer defaults to a deprecated format that 0.16 can no longer
 # write; 'fully_reshardable' stores canonical per-parameter state, loadable at any layout.
-OPTIM_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}
+OPTIM_METADATA = {"distrib_optim_sharding_type": "fully_reshardable", "chained_optim_avoid_prefix": True}
+LEGACY_OPTIM_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}  # before cross-layout resume
 META = "r1mega.json"
 
 
@@ -132,6 +142,7 @@ def save_checkpoint(ckpt_dir: str | Path, iteration: int, tm, extra: dict, keep:
             "model": dataclasses.asdict(tm.model_cfg),
             "parallel": dataclasses.asdict(tm.dims),
             "scheduler": tm.scheduler.state_dict(),
+            "optim_metadata": OPTIM_METADATA,
             **extra,
             "complete": True,
         }
@@ -141,6 +152,34 @@ def save_checkpoint(ckpt_dir: str | Path, iteration: int, tm, extra: dict, keep:
         os.replace(tmp, final)
         atomic_write_text(ckpt_dir / "latest", f"{iteration}\n")
         _prune(ckpt_dir, keep)
+    _barrier()
+    return final
+
+
+def save_model_weights(ckpt_dir: str | Path, tm, iteration: int = 0) -> Path:
+    """A model-only checkpoint (no optimizer, no RNG), atomically, loadable at any layout with
+    ``trainer.init_from``. Megatron initialises weights per rank, so two layouts built from the
+    same seed hold different weights; runs that must be compared across layouts start from one
+    such checkpoint."""
+    from megatron.core import dist_checkpointing
+
+    ckpt_dir = Path(ckpt_dir)
+    final = ckpt_dir / ITER_FMT.format(iteration)
+    tmp = ckpt_dir / f".{final.name}.tmp"
+    if _rank() == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "model").mkdir(parents=True)
+    _barrier()
+    dist_checkpointing.save(_sharded_model_state(tm.unwrapped()), str(tmp / "model"))
+    _barrier()
+    if _rank() == 0:
+        meta = {"iteration": iteration, "model": dataclasses.asdict(tm.model_cfg),
+                "parallel": dataclasses.asdict(tm.dims), "weights_only": True, "complete": True}
+        atomic_write_text(tmp / META, json.dumps(meta, indent=1, default=str))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        atomic_write_text(ckpt_dir / "latest", f"{iteration}\n")
     _barrier()
     return final
 
@@ -198,15 +237,69 @@ def load_checkpoint(iter_dir: str | Path, tm) -> dict:
     meta = read_meta(iter_dir)
     if meta is None:
         raise ValueError(f"{iter_dir} is not a complete r1mega checkpoint")
+    if meta.get("weights_only"):
+        raise ValueError(f"{iter_dir} holds model weights only; start from it with trainer.init_from, not resume")
     chunks = tm.unwrapped()
     load_model_weights(iter_dir, chunks)
-    opt_sd = dist_checkpointing.load(
-        tm.optimizer.sharded_state_dict(_sharded_model_state(chunks), is_loading=True, metadata=OPTIM_METADATA),
-        str(iter_dir / "optim"),
-    )
-    tm.optimizer.load_state_dict(opt_sd)
+    same_layout = meta.get("parallel") == dataclasses.asdict(tm.dims)
+    metadata = meta.get("optim_metadata", LEGACY_OPTIM_METADATA)
+    requested = tm.optimizer.sharded_state_dict(_sharded_model_state(chunks), is_loading=True, metadata=metadata)
+    if same_layout:
+        tm.optimizer.load_state_dict(dist_checkpointing.load(requested, str(iter_dir / "optim")))
+    elif not metadata.get("chained_optim_avoid_prefix"):
+        raise ValueError(f"{iter_dir} was written at layout {meta.get('parallel')} in an optimizer format that "
+                         "only loads at that layout; resume there, or start from its weights with trainer.init_from")
+    else:
+        _load_optimizer_tensors(requested, iter_dir / "optim", meta["scheduler"]["num_steps"])
+        tm.optimizer.load_state_dict(requested)
     tm.scheduler.load_state_dict(meta["scheduler"])
     rng_file = iter_dir / "rng" / f"rank_{_rank()}.pt"
-    if meta.get("parallel") == dataclasses.asdict(tm.dims) and rng_file.exists():
+    if same_layout and rng_file.exists():
         _set_rng_state(torch.load(rng_file, weights_only=False))
     return meta
+
+
+class _Slot:
+    """Placeholder for a sharded tensor while it is loaded under a flat key."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _load_optimizer_tensors(requested: dict, optim_dir: Path, step: int) -> None:
+    """Fill ``requested`` (this layout's optimizer sharded state dict) in place: every sharded
+    tensor from the checkpoint by its global key, every other entry as this layout built it,
+    the step counts set to ``step``."""
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.dict_utils import dict_list_map_inplace
+    from megatron.core.dist_checkpointing.mapping import LocalNonpersistentObject, ShardedBase
+
+    flat: dict = {}
+
+    def stash(x):
+        if isinstance(x, ShardedBase):
+            key = f"__r1mega_{len(flat)}"
+            flat[key] = x
+            return _Slot(key)
+        return x.unwrap() if isinstance(x, LocalNonpersistentObject) else x
+
+    dict_list_map_inplace(stash, requested)
+    loaded = dist_checkpointing.load(flat, str(optim_dir))
+    dict_list_map_inplace(lambda x: loaded[x.key] if isinstance(x, _Slot) else x, requested)
+    _set_step(requested, step)
+
+
+def _set_step(sd, step: int) -> None:
+    """Put the optimizer step into every torch-optimizer state dict inside ``sd`` (Megatron's
+    ``common_step`` for per-parameter steps, ``step`` of param groups for fused Adam)."""
+    if isinstance(sd, dict):
+        if isinstance(sd.get("param_groups"), list):
+            for group in sd["param_groups"]:
+                group["step"] = step
+            if isinstance(sd.get("state"), dict):
+                sd["state"]["common_step"] = torch.tensor(float(step))
+        for value in sd.values():
+            _set_step(value, step)
+    elif isinstance(sd, list):
+        for value in sd:
+            _set_step(value, step)

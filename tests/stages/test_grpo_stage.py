@@ -77,9 +77,11 @@ def test_grpo_runs_with_model_parallelism_over_gloo(tmp_path, layout):
     assert summary["eval_after"]["n_questions"] == 8  # every question answered once across ranks
 
 
-def test_built_in_engine_rejects_sequence_parallel_decoding(tmp_path):
+def test_built_in_engine_rejects_virtual_pipeline_stages(tmp_path):
+    # Pipeline parallelism and sequence parallelism decode (tests/parallel/test_engine_layouts.py);
+    # interleaved virtual stages do not, and the layout check says so before any process starts.
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")}
-    out = subprocess.run([sys.executable, "-m", "r1mega.cli.train", *TINY_RL, "parallel.tp=2",
+    out = subprocess.run([sys.executable, "-m", "r1mega.cli.train", *TINY_RL, "parallel.pp=2", "parallel.vpp=2",
                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, env=dict(env, WORLD_SIZE="2"))
     assert out.returncode == 2
-    assert "rollout.engine=megatron cannot decode with sequence parallelism" in out.stderr
+    assert "rollout.engine=megatron does not decode with virtual pipeline stages (parallel.vpp=2)" in out.stderr
