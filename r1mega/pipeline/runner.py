@@ -83,6 +83,9 @@ def run_pipeline(cfg, cli_overrides: list) -> dict:
     pipeline_dir.mkdir(parents=True, exist_ok=True)
     cli = steps.forwarded(cli_overrides)
     plan = [(s, fingerprint(pcfg, s, pipeline_dir, cli)) for s in pcfg.steps]  # bad references fail here
+    for name, keys in steps.shadowed(pcfg, cli).items():
+        _say(f"note: step {name} sets {', '.join(keys)} itself, so the command line's value does not apply "
+             "there (retune it through pipeline.vars)")
     status: dict = {}
     t0 = time.perf_counter()
     for i, (step, args) in enumerate(plan, start=1):

@@ -38,6 +38,8 @@ def test_overrides_merge_last_wins_and_references_resolve(tmp_path):
     args = steps.stage_overrides(pcfg, pcfg.steps[1], tmp_path, cli)
     assert args == ["trainer.max_steps=7", "+rollout.top_k=5", "stage=eval", "model=tiny_dense",
                     f"trainer.init_from={tmp_path}/a/checkpoints", f"x={tmp_path}", "pipeline=none"]
+    assert steps.shadowed(pcfg, cli) == {}
+    assert steps.shadowed(pcfg, ["model=llama3_8b", "trainer.max_steps=2"]) == {"b": ["model"]}
     with pytest.raises(ValueError, match=r"unknown reference @\{nope\}"):
         steps.substitute("trainer.init_from=@{nope}/checkpoints", tmp_path, {"a"})
     cmd = steps.command(["stage=sft"], tmp_path / "a", 2)
