@@ -122,6 +122,7 @@ def fake_stages(tmp_path, monkeypatch):
     script.write_text(FAKE_STAGE)
     monkeypatch.setattr(steps, "command", lambda args, step_dir, nproc: [sys.executable, str(script), *args,
                                                                            f"hydra.run.dir={step_dir}"])
+    monkeypatch.setattr(runner.preflight, "check_all", lambda pcfg, plan: None)  # fake overrides like score=0.5
 
 
 def _cfg(tmp_path, fail_b="0") -> R1Config:
@@ -222,3 +223,21 @@ def test_every_step_of_the_bundled_pipelines_composes_and_validates(name, tmp_pa
                 assert cfg.pipeline.name is None, step.name
     finally:
         GlobalHydra.instance().clear()
+
+
+def test_preflight_stops_a_bad_setting_of_a_later_step_before_anything_runs(tmp_path):
+    """`r1mega-train parallel.tp=3` (the default pipeline) fails at once with the stage's own message."""
+    import os
+    import subprocess
+
+    run = tmp_path / "tiny"
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    for override, needle in [("parallel.tp=3", "pipeline step r1_zero: parallel.tp=3 does not divide "
+                                               "model.num_attention_heads=4"),
+                             ("curation.chunk_prompts=0", "pipeline step rejection_sampling: "
+                                                          "curation.chunk_prompts must be >= 1")]:
+        out = subprocess.run([sys.executable, "-m", "r1mega.cli.train", override, f"hydra.run.dir={run}"],
+                             capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 2 and needle in out.stderr, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+        assert [p.name for p in run.iterdir() if p.is_dir() and p.name != ".hydra"] == [], "no step may start"
