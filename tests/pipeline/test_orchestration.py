@@ -217,7 +217,7 @@ def test_every_step_of_the_bundled_pipelines_composes_and_validates(name, tmp_pa
                 if step.kind != "stage":
                     continue
                 cfg = to_config(compose("config", overrides=steps.stage_overrides(pcfg, step, tmp_path, [])))
-                cfg.validate(1)
+                cfg.validate(step.nproc or pcfg.nproc)
                 cfg.curation.validate()
                 cfg.all_scenario.validate()
                 assert cfg.pipeline.name is None, step.name
