@@ -35,6 +35,10 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
     from r1mega.rollout.megatron_engine import MegatronEngine
 
     records = eval_records(cfg)  # bad files fail before any model is built
+    if cfg.rollout.engine == "vllm":
+        from r1mega.stages.sampled_dataset import require_vllm
+
+        require_vllm()  # a clear error with the fix instead of an ImportError later
     run_dir = common.start(cfg, dims)
     tokenizer = load_tokenizer(cfg.data.tokenizer)
     chunks = build_chunks(cfg.model, dims, cfg.trainer.precision)
