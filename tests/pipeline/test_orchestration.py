@@ -234,9 +234,11 @@ def test_preflight_stops_a_bad_setting_of_a_later_step_before_anything_runs(tmp_
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     for override, needle in [("parallel.tp=3", "pipeline step r1_zero: parallel.tp=3 does not divide "
                                                "model.num_attention_heads=4"),
-                             ("curation.chunk_prompts=0", "pipeline step rejection_sampling: "
-                                                          "curation.chunk_prompts must be >= 1")]:
-        out = subprocess.run([sys.executable, "-m", "r1mega.cli.train", override, f"hydra.run.dir={run}"],
+                             ("curation.filters.max_repeat_fraction=2", "pipeline step rejection_sampling: "
+                                                                        "curation.filters.max_repeat_fraction=2.0")]:
+        # "pipeline.stop_after=r1_zero" bounds the damage should the preflight ever let a bad setting through
+        out = subprocess.run([sys.executable, "-m", "r1mega.cli.train", override, "pipeline.stop_after=r1_zero",
+                              "pipeline.vars.r1_zero_steps=1", f"hydra.run.dir={run}"],
                              capture_output=True, text=True, env=env, timeout=300)
         assert out.returncode == 2 and needle in out.stderr, out.stderr[-2000:]
         assert "Traceback" not in out.stderr
