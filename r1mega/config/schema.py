@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from r1mega.data.config import DataConfig
+from r1mega.eval.benchmarks import EvalConfig
 from r1mega.models.config import ModelConfig
 from r1mega.parallel.config import ParallelConfig
 from r1mega.parallel.dims import ParallelDims
@@ -64,6 +65,8 @@ class R1Config:
     """stage=rejection_sampling / distill_generate: sampling, verification, filters, output."""
     all_scenario: AllScenarioConfig = field(default_factory=AllScenarioConfig)
     """stage=all_scenario_rl: general prompts, reward routing, the preference reward model."""
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    """stage=eval: benchmark files (AIME / MATH-500 style) or the data's test split."""
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     """pipeline=NAME runs a chain of stages (r1mega.pipeline) instead of one stage."""
     run_dir: Optional[str] = None

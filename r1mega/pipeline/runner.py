@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from r1mega.pipeline import report, state, steps
+from r1mega.pipeline import preflight, report, state, steps
 from r1mega.pipeline.config import PipelineConfig, StepConfig
 from r1mega.pipeline.mixing import mix_sft
 from r1mega.training.checkpoint import atomic_write_text
@@ -83,6 +83,10 @@ def run_pipeline(cfg, cli_overrides: list) -> dict:
     pipeline_dir.mkdir(parents=True, exist_ok=True)
     cli = steps.forwarded(cli_overrides)
     plan = [(s, fingerprint(pcfg, s, pipeline_dir, cli)) for s in pcfg.steps]  # bad references fail here
+    preflight.check_all(pcfg, plan)  # a bad setting of any step stops the run before anything starts
+    for name, keys in steps.shadowed(pcfg, cli).items():
+        _say(f"note: step {name} sets {', '.join(keys)} itself, so the command line's value does not apply "
+             "there (retune it through pipeline.vars)")
     status: dict = {}
     t0 = time.perf_counter()
     for i, (step, args) in enumerate(plan, start=1):

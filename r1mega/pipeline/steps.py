@@ -65,6 +65,17 @@ def stage_overrides(pcfg: PipelineConfig, step: StepConfig, pipeline_dir: Path, 
     return [substitute(o, pipeline_dir, names) for o in merged]
 
 
+def shadowed(pcfg: PipelineConfig, cli: list) -> dict:
+    """Command-line overrides that a step replaces with its own: {step name: [keys]}."""
+    given = {override_key(o) for o in cli}
+    out = {}
+    for step in pcfg.steps:
+        keys = [k for k in dict.fromkeys(override_key(o) for o in step.overrides) if k in given]
+        if step.kind == "stage" and keys:
+            out[step.name] = keys
+    return out
+
+
 def mix_inputs(pcfg: PipelineConfig, step: StepConfig, pipeline_dir: Path) -> list:
     names = {s.name for s in pcfg.steps}
     return [substitute(p, pipeline_dir, names) for p in step.inputs]

@@ -6,10 +6,12 @@ model or process group so it can be tested on strings. For one prompt and its k 
 1. **verify** each response. Rule rewards (``r1mega.rewards``) decide when the record's
    ``data_source`` has an accuracy component and the record has what it needs (an answer or
    tests). Answers the rules cannot verify -- an unknown source, no reference, or a source
-   listed in ``curation.judge_sources`` -- go to the *judge*: a Python callable named
-   ``module:function`` with signature ``judge(prompt, reference, response) -> bool`` (R1 used
-   DeepSeek-V3 as a generative judge here; any function will do, e.g. a call to a served
-   model). Without a judge such responses are ``unverifiable``.
+   listed in ``curation.judge_sources`` -- go to the *judge*. R1 used DeepSeek-V3 as a
+   generative judge here: ``curation.judge=generative curation.judge_model=DIR`` asks a local
+   Hugging Face causal LM whether the response's final answer matches the reference
+   (:mod:`r1mega.rm.judge`); ``curation.judge=module:function`` plugs in any callable
+   ``judge(prompt, reference, response) -> bool`` instead (e.g. a call to a served model).
+   Without a judge such responses are ``unverifiable``.
 2. **filter** (``r1mega.stages.filters``): truncated, malformed, overlong, mixed-language,
    repetitive -- then correctness when ``curation.require_correct``.
 3. **de-duplicate**: the same response text (whitespace-trimmed) twice for one prompt is kept once.
@@ -24,10 +26,12 @@ to the count of its reason, so a manifest accounts for all k x prompts samples.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from r1mega.rm.judge import JudgeConfig
 from r1mega.stages.filters import FilterConfig, reject_reason
 
 SPLITS = ("train", "test")
@@ -50,8 +54,13 @@ class CurationConfig:
     chunk_prompts: int = 32
     """Prompts per chunk: the unit of work, of streaming to disk and of resumption."""
     judge: Optional[str] = None
-    """'module:function' with judge(prompt, reference, response) -> bool, for answers the rules
-    cannot verify; None = such responses are rejected as unverifiable."""
+    """For answers the rules cannot verify: 'generative' (the causal LM in judge_model compares
+    the response with the reference) or 'module:function' with judge(prompt, reference,
+    response) -> bool; None = such responses are rejected as unverifiable."""
+    judge_model: Optional[str] = None
+    """judge=generative: directory of a Hugging Face causal LM and its tokenizer."""
+    judge_options: JudgeConfig = field(default_factory=JudgeConfig)
+    """judge=generative: reply words, decision margin, answer length (r1mega.rm.judge)."""
     judge_sources: list = field(default_factory=list)
     """data_source names always sent to the judge, even when a rule reward exists."""
     output: str = "data.jsonl"
@@ -70,9 +79,24 @@ class CurationConfig:
             raise ValueError(f"{prefix}.split={self.split!r} is not one of {SPLITS}")
         if not self.output or "/" in self.output:
             raise ValueError(f"{prefix}.output={self.output!r} must be a plain file name")
-        if self.judge is not None:
+        if self.judge == "generative":
+            if not self.judge_model or not (Path(self.judge_model).expanduser() / "config.json").is_file():
+                raise ValueError(f"{prefix}.judge=generative needs {prefix}.judge_model=DIR of a Hugging Face "
+                                 f"causal LM, got {self.judge_model!r}")
+        elif self.judge is not None:
             load_judge(self.judge, f"{prefix}.judge")
         self.filters.validate(f"{prefix}.filters")
+
+
+def make_judge(cfg: CurationConfig):
+    """The configured judge callable, or None."""
+    if cfg.judge is None:
+        return None
+    if cfg.judge == "generative":
+        from r1mega.rm.judge import GenerativeJudge
+
+        return GenerativeJudge(cfg.judge_model, cfg.judge_options)
+    return load_judge(cfg.judge)
 
 
 def load_judge(spec: str, key: str = "curation.judge") -> Callable[[str, Optional[str], str], bool]:

@@ -1,7 +1,11 @@
 """Stage ``eval``: held-out pass@1, pass@k, cons@k, greedy accuracy and length of a checkpoint.
 
-    r1mega-train stage=eval trainer.init_from=CKPT_DIR [data=...] [rollout.eval_k=8]
+    r1mega-train stage=eval trainer.init_from=CKPT_DIR [rollout.eval_k=8]
+    r1mega-train stage=eval trainer.init_from=CKPT_DIR data.tokenizer=/hf/model \
+        evaluation.files=[aime24.jsonl,math500.jsonl]
 
+The questions are ``evaluation.files`` (AIME-style / MATH-500-style JSONL, problem + answer;
+:mod:`r1mega.eval.benchmarks`) or, by default, the test split of ``data`` (the synthetic one).
 Loads the newest complete checkpoint under ``trainer.init_from`` (any layout), samples
 ``rollout.eval_k`` responses per question at ``rollout.eval_temperature`` / ``eval_top_p`` (the
 paper's 0.6 / 0.95) plus one greedy response, scores them with the reward rules, and writes
@@ -13,8 +17,8 @@ from __future__ import annotations
 import json
 
 from r1mega.config.schema import R1Config
-from r1mega.data.loaders import load_split
 from r1mega.data.tokenizer import load_tokenizer
+from r1mega.eval.benchmarks import eval_records
 from r1mega.eval.runner import evaluate
 from r1mega.parallel.dims import ParallelDims
 from r1mega.stages import common
@@ -30,9 +34,13 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
     from r1mega.rewards import RewardManager
     from r1mega.rollout.factory import build_engine
 
+    records = eval_records(cfg)  # bad files fail before any model is built
+    if cfg.rollout.engine == "vllm":
+        from r1mega.stages.sampled_dataset import require_vllm
+
+        require_vllm()  # a clear error with the fix instead of an ImportError later
     run_dir = common.start(cfg, dims)
     tokenizer = load_tokenizer(cfg.data.tokenizer)
-    records, _ = load_split(cfg.data, "test", need_response=False)
     chunks = build_chunks(cfg.model, dims, cfg.trainer.precision)
     if cfg.trainer.init_from:
         source = ckpt.latest_checkpoint(cfg.trainer.init_from)
@@ -46,6 +54,9 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
                           cfg.rollout.eval_max_tokens or cfg.rollout.max_tokens,
                           seed=cfg.trainer.seed + 17, dp_group=ps.get_data_parallel_group())
     result["checkpoint"] = cfg.trainer.init_from
+    result["questions_from"] = list(map(str, cfg.evaluation.files)) or f"data ({cfg.data.source}) test split"
+    result["sampling"] = {"temperature": cfg.rollout.eval_temperature, "top_p": cfg.rollout.eval_top_p,
+                          "max_tokens": cfg.rollout.eval_max_tokens or cfg.rollout.max_tokens}
     if common.is_logging_rank():
         atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
         write_summary(run_dir, {"stage": cfg.stage.label or "eval", "eval": result})

@@ -33,7 +33,7 @@ from r1mega.data.tokenizer import load_tokenizer
 from r1mega.parallel.dims import ParallelDims
 from r1mega.rollout.base import SamplingParams
 from r1mega.stages import common
-from r1mega.stages.curation import curate_prompt, load_judge, verify_many
+from r1mega.stages.curation import curate_prompt, make_judge, verify_many
 from r1mega.stages.shards import ShardWriter, check_plan, merge, read_progress
 from r1mega.training import checkpoint as ckpt
 from r1mega.training.checkpoint import atomic_write_text
@@ -138,7 +138,7 @@ def generate_dataset(cfg: R1Config, dims: ParallelDims) -> dict:
     tokenizer = load_tokenizer(cfg.data.tokenizer)
     prompts = load_prompts(cfg)
     engine, source = load_policy(cfg, dims, tokenizer)
-    judge = load_judge(cfg.curation.judge) if cfg.curation.judge else None
+    judge = make_judge(cfg.curation)
     shard_dir, size = run_dir / "shards", cfg.curation.chunk_prompts
     num_chunks = (len(prompts) + size - 1) // size
     if common.is_logging_rank():

@@ -38,6 +38,8 @@ def test_overrides_merge_last_wins_and_references_resolve(tmp_path):
     args = steps.stage_overrides(pcfg, pcfg.steps[1], tmp_path, cli)
     assert args == ["trainer.max_steps=7", "+rollout.top_k=5", "stage=eval", "model=tiny_dense",
                     f"trainer.init_from={tmp_path}/a/checkpoints", f"x={tmp_path}", "pipeline=none"]
+    assert steps.shadowed(pcfg, cli) == {}
+    assert steps.shadowed(pcfg, ["model=llama3_8b", "trainer.max_steps=2"]) == {"b": ["model"]}
     with pytest.raises(ValueError, match=r"unknown reference @\{nope\}"):
         steps.substitute("trainer.init_from=@{nope}/checkpoints", tmp_path, {"a"})
     cmd = steps.command(["stage=sft"], tmp_path / "a", 2)
@@ -120,6 +122,7 @@ def fake_stages(tmp_path, monkeypatch):
     script.write_text(FAKE_STAGE)
     monkeypatch.setattr(steps, "command", lambda args, step_dir, nproc: [sys.executable, str(script), *args,
                                                                            f"hydra.run.dir={step_dir}"])
+    monkeypatch.setattr(runner.preflight, "check_all", lambda pcfg, plan: None)  # fake overrides like score=0.5
 
 
 def _cfg(tmp_path, fail_b="0") -> R1Config:
@@ -214,9 +217,29 @@ def test_every_step_of_the_bundled_pipelines_composes_and_validates(name, tmp_pa
                 if step.kind != "stage":
                     continue
                 cfg = to_config(compose("config", overrides=steps.stage_overrides(pcfg, step, tmp_path, [])))
-                cfg.validate(1)
+                cfg.validate(step.nproc or pcfg.nproc)
                 cfg.curation.validate()
                 cfg.all_scenario.validate()
                 assert cfg.pipeline.name is None, step.name
     finally:
         GlobalHydra.instance().clear()
+
+
+def test_preflight_stops_a_bad_setting_of_a_later_step_before_anything_runs(tmp_path):
+    """`r1mega-train parallel.tp=3` (the default pipeline) fails at once with the stage's own message."""
+    import os
+    import subprocess
+
+    run = tmp_path / "tiny"
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    for override, needle in [("parallel.tp=3", "pipeline step r1_zero: parallel.tp=3 does not divide "
+                                               "model.num_attention_heads=4"),
+                             ("curation.filters.max_repeat_fraction=2", "pipeline step rejection_sampling: "
+                                                                        "curation.filters.max_repeat_fraction=2.0")]:
+        # "pipeline.stop_after=r1_zero" bounds the damage should the preflight ever let a bad setting through
+        out = subprocess.run([sys.executable, "-m", "r1mega.cli.train", override, "pipeline.stop_after=r1_zero",
+                              "pipeline.vars.r1_zero_steps=1", f"hydra.run.dir={run}"],
+                             capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 2 and needle in out.stderr, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+        assert [p.name for p in run.iterdir() if p.is_dir() and p.name != ".hydra"] == [], "no step may start"

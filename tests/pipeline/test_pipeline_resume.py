@@ -20,13 +20,24 @@ def pipeline_cmd(run_dir: Path, *extra: str) -> list[str]:
             "pipeline.vars.sft_steps=10", *extra, f"hydra.run.dir={run_dir}"]
 
 
+def user_sft_data(path: Path) -> Path:
+    """Two non-reasoning SFT records, as a user brings them (prompt/response and messages)."""
+    rows = [{"prompt": "Say hello in French.", "response": "<think>greeting</think> Bonjour."},
+            {"messages": [{"role": "user", "content": "Name a colour."},
+                          {"role": "assistant", "content": "<think>any</think> Blue."}]}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def env() -> dict:
     return dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
 
 
 def test_kill_mid_stage_then_rerun_skips_finished_stages(tmp_path):
     run = tmp_path / "pipe"
-    proc = subprocess.Popen(pipeline_cmd(run), cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
+    # The user's non-reasoning data make up a third of the SFT round's data.
+    mix = [f"pipeline.extra_sft_files=[{user_sft_data(tmp_path / 'general.jsonl')}]", "pipeline.extra_sft_ratio=0.3333"]
+    proc = subprocess.Popen(pipeline_cmd(run, *mix), cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     marker = run / "sft" / "checkpoints" / "iter_0000002" / "r1mega.json"
     deadline = time.time() + 600
@@ -41,12 +52,20 @@ def test_kill_mid_stage_then_rerun_skips_finished_stages(tmp_path):
     before = {s: (run / s / "DONE.json").stat().st_mtime_ns for s in finished}
     data_mtime = (run / "rejection_sampling" / "data.jsonl").stat().st_mtime_ns
 
-    out = subprocess.run(pipeline_cmd(run), cwd=REPO, env=env(), capture_output=True, text=True, timeout=900)
+    out = subprocess.run(pipeline_cmd(run, *mix), cwd=REPO, env=env(), capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     for s in finished:
         assert f"{s}: done earlier, skipped" in out.stdout
         assert (run / s / "DONE.json").stat().st_mtime_ns == before[s]
     assert (run / "rejection_sampling" / "data.jsonl").stat().st_mtime_ns == data_mtime
+    manifest = json.loads((run / "sft_data" / "manifest.json").read_text())
+    rs_records = len((run / "rejection_sampling" / "data.jsonl").read_text().splitlines())
+    # smoke keeps every one of 4 prompts x 2 samples (no correctness required) unless two are identical
+    assert manifest["reasoning"] == rs_records and 2 <= rs_records <= 8
+    assert manifest["extra"] == round(rs_records * 0.3333 / (1 - 0.3333)) and manifest["extra_available"] == 2
+    mixed = (run / "sft_data" / "data.jsonl").read_text().splitlines()
+    assert len(mixed) == manifest["records"] == rs_records + manifest["extra"]
+    assert sum("Bonjour" in l or "Name a colour" in l for l in mixed) == manifest["extra"]
     sft = json.loads((run / "sft" / "summary.json").read_text())
     assert sft["resumed_from"] >= 2 and sft["steps"] == 10
     steps = [json.loads(l)["step"] for l in (run / "sft" / "metrics.jsonl").read_text().splitlines()]

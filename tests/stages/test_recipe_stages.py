@@ -133,3 +133,25 @@ def test_all_scenario_rl_routes_general_prompts_to_the_reward_model(tmp_path, po
     summary = json.loads((run / "summary.json").read_text())
     assert summary["stage"] == "all_scenario_rl" and summary["eval_after"]["n_questions"] == 4
     assert not (run / "reward_model").exists()  # the configured model was used, no random one built
+
+
+def test_distill_generate_sharded_over_two_ranks_equals_one_rank(tmp_path, policy):
+    """Chunks dealt over dp=2 ranks (gloo) merge into exactly the single-rank dataset."""
+    from tests.conftest import free_port
+
+    args = ["stage=distill_generate", *TINY, f"trainer.init_from={policy}", "curation.max_prompts=6",
+            "curation.chunk_prompts=2", "curation.samples_per_prompt=1", "curation.require_correct=false",
+            "trainer.global_batch_size=8", "trainer.micro_batch_size=4", *NO_FILTERS]
+    one = tmp_path / "one"
+    train(args, one)
+    two = tmp_path / "two"
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                          str(free_port()), "-m", "r1mega.cli.train", *args, f"hydra.run.dir={two}"],
+                         capture_output=True, text=True, env=dict(env, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1"),
+                         timeout=900, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-4000:]
+    progress = {p.name: sorted(json.loads(p.read_text())["chunks"]) for p in (two / "shards").glob("*.progress.json")}
+    assert progress == {"rank_00000.progress.json": ["0", "2"], "rank_00001.progress.json": ["1"]}
+    assert [r["response"] for r in jsonl(two / "data.jsonl")] == [r["response"] for r in jsonl(one / "data.jsonl")]
+    assert [r["id"] for r in jsonl(two / "data.jsonl")] == [f"synthetic-train-{i}-s0" for i in range(6)]

@@ -1,0 +1,68 @@
+"""Check every step's configuration before the first step runs.
+
+A pipeline's steps are separate processes that compose their own configuration, so a bad
+override would surface only when its step starts -- possibly many minutes in. Before running
+anything, the orchestrator composes each stage step exactly as its process will (same
+overrides, same ``conf/``) and runs the checks that process would run at start-up
+(``R1Config.validate`` at the step's process count, plus the stage's own configuration:
+curation, all-scenario routing, evaluation files). The first failure stops the pipeline with
+one line naming the step and the key, e.g.::
+
+    r1mega-train: error: pipeline step r1_zero: parallel.tp=3 does not divide model.num_attention_heads=4
+
+Steps that already finished are checked too (their overrides are unchanged, or the run stops
+anyway). Files that earlier steps will write (``@{sft_data}/data.jsonl``) are not required to
+exist yet.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from r1mega.pipeline.config import PipelineConfig
+
+
+@contextmanager
+def _hydra():
+    """Hydra's compose API: the running app's instance, or a temporary one (tests, library use)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from r1mega.config.store import conf_dir, register
+
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    register()
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
+        yield
+
+
+def check_step(args: list, nproc: int, name: str) -> None:
+    """ValueError naming ``name`` when the step with overrides ``args`` would not start."""
+    from hydra import compose
+
+    from r1mega.config.schema import to_config
+
+    try:
+        cfg = to_config(compose("config", overrides=list(args)))
+        cfg.validate(nproc)
+        stage = cfg.stage.name
+        if stage in ("rejection_sampling", "distill_generate"):
+            cfg.curation.validate()
+        elif stage == "all_scenario_rl":
+            cfg.all_scenario.validate()
+        elif stage == "eval":
+            cfg.evaluation.validate()
+    except ValueError as e:
+        raise ValueError(f"pipeline step {name}: {e}") from None
+    except Exception as e:  # Hydra composition errors (unknown key, missing group option, ...)
+        raise ValueError(f"pipeline step {name}: {type(e).__name__}: {e}") from None
+
+
+def check_all(pcfg: PipelineConfig, plan: list) -> None:
+    """Check every stage step of ``plan`` ([(StepConfig, overrides)]) in order."""
+    with _hydra():
+        for step, args in plan:
+            if step.kind == "stage":
+                check_step(args, step.nproc or pcfg.nproc, step.name)
