@@ -34,10 +34,13 @@ from pathlib import Path
 # mean |delta| of order 1e-2 and rare tokens up to a few 1e-1. Published vLLM-vs-trainer bf16
 # mismatches sit in the same range (mean ~1e-2). FP8 adds the e4m3 weight rounding (2^-4
 # relative), so its bounds are wider.
-# The max over thousands of tokens is reported, not bounded: a random model has near-ties between
-# its top tokens, where a bf16 rounding flips which one is likelier and one token's |delta| reaches
-# several nats while the distribution as a whole agrees; the 99th percentile bounds the bulk.
-TOL = {"bf16": {"mean": 0.03, "p99": 0.5}, "fp8": {"mean": 0.15, "p99": 3.0}}
+# The mean bound is set by what two *correct* bf16 implementations give on the same tokens: on
+# the 28-layer Qwen2-1.5B shape, HF transformers and Megatron (TE) differ by 0.031 mean / 0.12
+# p99 (measured with --hf-check, docs/results/2026-11-24-h200-vllm.md), so vLLM-vs-Megatron is held
+# to 0.05 mean. The max over thousands of tokens is reported, not bounded: a random model has
+# near-ties between its top tokens, where one bf16 rounding moves one token's log-prob by tenths
+# of a nat while the distribution as a whole agrees; the 99th percentile bounds the bulk.
+TOL = {"bf16": {"mean": 0.05, "p99": 0.5}, "fp8": {"mean": 0.15, "p99": 3.0}}
 STALE_FACTOR = 3.0  # stale-weights mean delta must exceed the resynced one by this factor
 
 
