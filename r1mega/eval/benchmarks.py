@@ -19,9 +19,10 @@ evaluation of a run uses the same questions.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from r1mega.data.jsonl import json_lines
 
 FORMATS = {
     # format -> (question keys, answer keys, id keys), tried in order
@@ -70,13 +71,7 @@ def load_benchmark(path, fmt: str = "auto", data_source: str = "math") -> list[d
     path = Path(path).expanduser()
     q_keys, a_keys, id_keys = FORMATS[fmt]
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"evaluation.files: {path}:{n}: invalid JSON ({e.msg})") from None
+    for n, raw in json_lines(path, "evaluation.files"):
         if not isinstance(raw, dict):
             raise ValueError(f"evaluation.files: {path}:{n}: expected a JSON object")
         question, answer = _first(raw, q_keys), _first(raw, a_keys)

@@ -17,6 +17,7 @@ import json
 import random
 from pathlib import Path
 
+from r1mega.data.jsonl import json_lines
 from r1mega.training.checkpoint import atomic_write_text
 
 
@@ -25,13 +26,7 @@ def read_jsonl(path: str | Path, key: str) -> list[dict]:
     if not path.is_file():
         raise ValueError(f"{key}: {path} does not exist")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{key}: {path}:{n}: invalid JSON ({e.msg})") from None
+    for n, rec in json_lines(path, key):
         if not isinstance(rec, dict) or not (("prompt" in rec and "response" in rec) or "messages" in rec):
             raise ValueError(f"{key}: {path}:{n}: an SFT record needs prompt and response (or messages)")
         out.append(rec)

@@ -8,8 +8,9 @@ stage. Users bring their own with ``all_scenario.general_files``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from r1mega.data.jsonl import json_lines
 
 _TEMPLATES = (
     "Write one sentence about the number {n}.",
@@ -40,13 +41,7 @@ def from_files(paths: list, source: str) -> list[dict]:
         path = Path(p).expanduser()
         if not path.is_file():
             raise ValueError(f"all_scenario.general_files: {path} does not exist")
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"all_scenario.general_files: {path}:{line_no}: invalid JSON ({e.msg})") from None
+        for line_no, raw in json_lines(path, "all_scenario.general_files"):
             if not isinstance(raw, dict) or not isinstance(raw.get("prompt"), str) or not raw["prompt"]:
                 raise ValueError(f"all_scenario.general_files: {path}:{line_no}: missing or empty field 'prompt'")
             out.append({"id": raw.get("id", f"{path.stem}-{line_no}"), "prompt": raw["prompt"],
