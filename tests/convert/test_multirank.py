@@ -23,7 +23,7 @@ import torch
 from r1mega.convert import export_hf
 from r1mega.convert.verify import hf_logits, random_tokens
 from tests.convert import workers
-from tests.convert.ranks import run_ranks
+from tests.foundation.dist_utils import run_ranks
 from tests.convert.tiny_models import read_all
 
 TOL = 1e-4

@@ -18,7 +18,10 @@ def _free_port() -> int:
 
 def _entry(rank, world, port, fn, args, queue):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    import warnings
+
+    warnings.filterwarnings("ignore")
     try:
         # Plain pickle copies tensor data into the message; torch's queue reducer would send
         # shared-memory handles that break once this process exits.

@@ -122,7 +122,7 @@ def test_distribute_single_process_passes_seed_keys():
 
 def test_distribute_over_ranks_gives_each_replica_its_own_results(tmp_path):
     """4 gloo ranks, 2 data-parallel replicas of 2 (TP peers share prompts), 1 or 2 leaders."""
-    from tests.convert.ranks import run_ranks
+    from tests.foundation.dist_utils import run_ranks
 
     dp_of = [0, 0, 1, 1]
     for leaders in ([0], [0, 2]):
