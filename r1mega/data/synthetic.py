@@ -10,9 +10,25 @@ reference solution is written the way R1 writes: column-by-column reasoning insi
     </think>
     The answer is \\boxed{66}.
 
-The answer is exact, so rewards are rules, as in the paper. The task is small enough that a
-tiny model learns it partly from a few hundred SFT steps, which leaves room for RL to improve
-it: the property the recipe needs to be demonstrated on 2 CPU cores.
+A shorter ``chain`` style rewrites the remaining expression after each operation, which is
+what a tiny model can follow (every line copies the tail of the line above)::
+
+    <think>
+    9 + 1 - 3
+    = 10 - 3
+    = 7
+    </think>
+    The answer is \\boxed{7}.
+
+The answer is exact, so rewards are rules, as in the paper.
+
+**Long and short CoT.** Cold-start data is a mix of sources, and R1's RL learns to think
+longer because longer reasoning is what gets rewarded. ``short_fraction`` reproduces that
+at toy scale: that share of the *train* responses is short CoT, the expression and its value
+on one line (``9 + 1 - 3 = 7``), skipping the intermediate results. A model fine-tuned on the
+mix has two habits; the short one is right far less often on multi-step problems, and GRPO
+has to discover that the long one pays (response length grows, pass@1 rises). The test split
+always carries long solutions.
 
 Generation is a pure function of the config: the same seed gives the same problems on every
 machine, and the train and test splits are disjoint by construction (a problem's split is
@@ -46,6 +62,12 @@ class SyntheticTaskConfig:
     """Operators to draw from (left-to-right evaluation; subtraction never goes negative)."""
     test_fraction_per_mille: int = 50
     """Share of the problem space (per mille, by text hash) reserved for the test split."""
+    style: str = "columns"
+    """Worked solutions: 'columns' (column by column with carries and borrows) or 'chain'
+    (the expression rewritten after each operation; short, for tiny models)."""
+    short_fraction: float = 0.0
+    """Share of train responses written as short CoT (expression = value, no intermediate
+    steps), chosen per problem by text hash; see the module doc. 0 keeps all long."""
 
     def validate(self, prefix: str = "data.synthetic") -> None:
         if not 2 <= self.min_terms <= self.max_terms:
@@ -57,6 +79,13 @@ class SyntheticTaskConfig:
             raise ValueError(f"{prefix}.operations={list(self.operations)} must be a non-empty subset of ['+', '-']")
         if not 0 < self.test_fraction_per_mille < 1000:
             raise ValueError(f"{prefix}.test_fraction_per_mille must be in (0, 1000)")
+        if self.style not in STYLES:
+            raise ValueError(f"{prefix}.style={self.style!r} is not one of {list(STYLES)}")
+        if not 0.0 <= self.short_fraction <= 1.0:
+            raise ValueError(f"{prefix}.short_fraction={self.short_fraction} must be in [0, 1]")
+
+
+STYLES = ("columns", "chain")
 
 
 def _columns_add(a: int, b: int) -> str:
@@ -93,12 +122,38 @@ def _columns_sub(a: int, b: int) -> str:
     return " ".join(steps)
 
 
+def _expression(numbers: list[int], ops: list[str]) -> str:
+    return " ".join([str(numbers[0])] + [f"{o} {n}" for o, n in zip(ops, numbers[1:])])
+
+
+def _apply(value: int, op: str, n: int) -> int:
+    return value + n if op == "+" else value - n
+
+
+def solve_chain(numbers: list[int], ops: list[str]) -> tuple[str, int]:
+    """Rewrite the expression after each operation, one line per step, and the final value."""
+    lines = [_expression(numbers, ops)]
+    while ops:
+        numbers = [_apply(numbers[0], ops[0], numbers[1])] + numbers[2:]
+        ops = ops[1:]
+        lines.append("= " + _expression(numbers, ops))
+    return "\n".join(lines), numbers[0]
+
+
+def solve_short(numbers: list[int], ops: list[str]) -> tuple[str, int]:
+    """Short CoT: the expression and its value on one line."""
+    value = numbers[0]
+    for op, n in zip(ops, numbers[1:]):
+        value = _apply(value, op, n)
+    return f"{_expression(numbers, ops)} = {value}", value
+
+
 def solve(numbers: list[int], ops: list[str]) -> tuple[str, int]:
-    """The worked reasoning (one line per operation) and the final value."""
+    """The column-by-column reasoning (one line per operation) and the final value."""
     value, lines = numbers[0], []
     for op, n in zip(ops, numbers[1:]):
         work = _columns_add(value, n) if op == "+" else _columns_sub(value, n)
-        result = value + n if op == "+" else value - n
+        result = _apply(value, op, n)
         lines.append(f"{value} {op} {n}: {work} So {value} {op} {n} = {result}.")
         value = result
     return "\n".join(lines), value
@@ -118,13 +173,23 @@ def _draw(rng: random.Random, cfg: SyntheticTaskConfig) -> tuple[list[int], list
         n = rng.randint(0, value) if op == "-" else rng.randint(0, hi)
         numbers.append(n)
         ops.append(op)
-        value = value + n if op == "+" else value - n
+        value = _apply(value, op, n)
     return numbers, ops
 
 
-def _is_test(question: str, per_mille: int) -> bool:
-    digest = hashlib.sha256(question.encode()).digest()
+def _hash_below(question: str, salt: bytes, per_mille: float) -> bool:
+    digest = hashlib.sha256(salt + question.encode()).digest()
     return int.from_bytes(digest[:4], "big") % 1000 < per_mille
+
+
+def _is_test(question: str, per_mille: int) -> bool:
+    return _hash_below(question, b"", per_mille)
+
+
+def _reasoning(numbers: list[int], ops: list[str], expr: str, split: str, cfg: SyntheticTaskConfig):
+    if split == "train" and _hash_below(expr, b"short:", 1000 * cfg.short_fraction):
+        return solve_short(numbers, ops)
+    return (solve_chain if cfg.style == "chain" else solve)(numbers, ops)
 
 
 def generate(cfg: SyntheticTaskConfig) -> dict[str, list[dict]]:
@@ -144,14 +209,14 @@ def generate(cfg: SyntheticTaskConfig) -> dict[str, list[dict]]:
                 "lower num_train/num_test or widen the task"
             )
         numbers, ops = _draw(rng, cfg)
-        expr = " ".join([str(numbers[0])] + [f"{o} {n}" for o, n in zip(ops, numbers[1:])])
+        expr = _expression(numbers, ops)
         if expr in seen:
             continue
         seen.add(expr)
         split = "test" if _is_test(expr, cfg.test_fraction_per_mille) else "train"
         if len(splits[split]) >= want[split]:
             continue
-        reasoning, answer = solve(numbers, ops)
+        reasoning, answer = _reasoning(numbers, ops, expr, split, cfg)
         splits[split].append(
             {
                 "id": f"synthetic-{split}-{len(splits[split])}",

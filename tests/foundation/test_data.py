@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -11,7 +12,7 @@ from r1mega.data.config import DataConfig
 from r1mega.data.loaders import load_split
 from r1mega.data.sampler import EpochSampler, rank_slice
 from r1mega.data.sft import collate, collate_packed, pack, tokenize_sft
-from r1mega.data.synthetic import SyntheticTaskConfig, generate, solve
+from r1mega.data.synthetic import SyntheticTaskConfig, generate, solve, solve_chain
 from r1mega.data.tokenizer import load_tokenizer
 
 
@@ -43,6 +44,36 @@ def test_column_reasoning_text():
     assert text == "47 + 38: 7 + 8 = 15, write 5 carry 1. 4 + 3 + 1 = 8. So 47 + 38 = 85."
     text, value = solve([52, 17], ["-"])
     assert value == 35 and "2 - 7 borrow, 12 - 7 = 5. 5 - 1 - 1 = 3." in text
+
+
+def test_chain_reasoning_text():
+    text, value = solve_chain([9, 1, 3], ["+", "-"])
+    assert (text, value) == ("9 + 1 - 3\n= 10 - 3\n= 7", 7)
+    rec = generate(SyntheticTaskConfig(num_train=1, num_test=1, max_digits=1, style="chain"))["train"][0]
+    assert rec["response"].startswith("<think>\n" + rec["prompt"].removeprefix("Compute ").rstrip(".") + "\n= ")
+
+
+def test_short_fraction_writes_short_cot_in_train_only():
+    cfg = SyntheticTaskConfig(num_train=1000, num_test=100, max_digits=1, min_terms=3, max_terms=3,
+                              style="chain", short_fraction=0.3)
+    splits = generate(cfg)
+    short = [r for r in splits["train"] if "\n=" not in r["response"]]
+    # chosen per problem by hash, so the share is binomial: 1000 draws at p=0.3 have sd 14.5
+    assert 300 - 60 < len(short) < 300 + 60
+    for r in short:
+        expr = r["prompt"].removeprefix("Compute ").rstrip(".")
+        assert r["response"] == f"<think>\n{expr} = {r['answer']}\n</think>\nThe answer is \\boxed{{{r['answer']}}}."
+    assert all("\n=" in r["response"] for r in splits["test"])
+    # the same problems, only the responses differ; a problem's form does not depend on the run
+    long_only = generate(dataclasses.replace(cfg, short_fraction=0.0))
+    assert [r["prompt"] for r in long_only["train"]] == [r["prompt"] for r in splits["train"]]
+    assert generate(cfg) == splits
+
+
+@pytest.mark.parametrize("field,value", [("style", "words"), ("short_fraction", 1.5)])
+def test_synthetic_rejects_bad_options(field, value):
+    with pytest.raises(ValueError, match=f"data.synthetic.{field}"):
+        SyntheticTaskConfig(**{field: value}).validate()
 
 
 def test_bundled_tokenizer_round_trips_and_splits_digits(tok):
