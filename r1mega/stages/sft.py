@@ -61,7 +61,11 @@ def make_batches(cfg: R1Config, units: list, indices: list, pad_id: int, fixed_l
 
 
 def sft_forward_step(scale: float):
-    """Megatron forward_step_func: masked token loss, pre-scaled for global normalisation."""
+    """Megatron forward_step_func: masked token loss, pre-scaled for global normalisation.
+
+    With ``model.mtp_num_layers > 0`` the model also adds the multi-token-prediction loss
+    inside its forward (over the same ``loss_mask``, shifted per depth; see
+    ``r1mega.models.mtp``); the reported ``loss`` stays the main next-token loss."""
 
     def forward_step(data_iterator, model):
         batch = next(data_iterator)
@@ -69,7 +73,7 @@ def sft_forward_step(scale: float):
         b = {k: v.to(dev) for k, v in batch.items()}
         out = model(
             b["tokens"], b["position_ids"], attention_mask=None, labels=b["labels"],
-            packed_seq_params=packed_seq_params(b),
+            packed_seq_params=packed_seq_params(b), loss_mask=b["loss_mask"],
         )
 
         def loss_func(token_loss):
