@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 FAMILIES = ("qwen2", "llama", "deepseek_v3")
+INDEX = "model.safetensors.index.json"
 
 
 def hf_config(family: str, **overrides):
@@ -123,14 +124,17 @@ def add_mtp_layers(path: str | Path, count: int = 1, seed: int = 1, copies: bool
         if copies:
             new[f"{hf}embed_tokens.weight"] = main["model.embed_tokens.weight"].clone()
             new[f"{hf}shared_head.head.weight"] = main["lm_head.weight"].clone()
-    save_file(new, str(path / "mtp.safetensors"), metadata={"format": "pt"})
+    if (path / INDEX).exists():
+        raise ValueError(f"{path} is sharded already; add_mtp_layers expects one model.safetensors")
+    (path / "model.safetensors").rename(path / "model-00001-of-00002.safetensors")
+    save_file(new, str(path / "model-00002-of-00002.safetensors"), metadata={"format": "pt"})
     weight_map, total = {}, 0
-    for f in sorted(path.glob("*.safetensors")):
+    for f in sorted(path.glob("model-*.safetensors")):
         for name, t in load_file(f).items():
             weight_map[name] = f.name
             total += t.numel() * t.element_size()
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (path / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True))
+    (path / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True))
     cfg["num_nextn_predict_layers"] = count
     (path / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
     return sorted(new)
