@@ -59,7 +59,17 @@ def _main_head_only(config):
 
 
 class MTPGPTModel(GPTModel):
-    """``GPTModel`` whose forward without ``labels`` returns main-head logits, skipping MTP."""
+    """``GPTModel`` whose forward without ``labels`` returns main-head logits, skipping MTP.
+
+    Also: Megatron 0.16's ``GPTModel.sharded_state_dict`` reads ``metadata['dp_cp_group']`` to
+    mark the MTP stage's embedding copy (last pipeline stage, PP > 1) as a replica, but only its
+    parent classes fill that default in; called without metadata (as r1mega's checkpoint code
+    and ``dist_checkpointing`` users do) it fails. The default is filled in here first."""
+
+    def sharded_state_dict(self, prefix: str = "", sharded_offsets: tuple = (), metadata=None):
+        from megatron.core.transformer.utils import ensure_metadata_has_dp_cp_group
+
+        return super().sharded_state_dict(prefix, sharded_offsets, ensure_metadata_has_dp_cp_group(metadata))
 
     def _postprocess(self, *args, **kwargs):
         call = _POSTPROCESS.bind(self, *args, **kwargs)
