@@ -78,3 +78,20 @@ class MTPGPTModel(GPTModel):
         call.arguments["mtp_in_postprocess"] = False
         with _main_head_only(self.config):
             return GPTModel._postprocess(*call.args, **call.kwargs)
+
+
+def take_mtp_losses(num_microbatches: int) -> dict:
+    """``{"mtp_loss": ...}`` (one key per depth beyond the first: ``mtp_2_loss``, ...): the MTP
+    losses Megatron tracked over the last training step's micro-batches (mean of each
+    micro-batch's token mean, averaged over data-parallel ranks), then cleared. Empty where no
+    MTP loss was tracked (models without MTP, pipeline stages other than the last). Every rank
+    of the last stage must call it (an all-reduce over its data-parallel group)."""
+    from megatron.core.transformer.multi_token_prediction import MTPLossLoggingHelper
+
+    tracker = MTPLossLoggingHelper.tracker
+    if "values" not in tracker:
+        return {}
+    MTPLossLoggingHelper.reduce_loss_in_tracker()
+    values = (tracker["values"] / num_microbatches).tolist()
+    MTPLossLoggingHelper.clean_loss_in_tracker()
+    return {("mtp_loss" if i == 0 else f"mtp_{i + 1}_loss"): v for i, v in enumerate(values)}

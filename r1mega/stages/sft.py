@@ -92,6 +92,8 @@ def sft_forward_step(scale: float):
 def run(cfg: R1Config, dims: ParallelDims) -> dict:
     from megatron.core import parallel_state as ps
 
+    from r1mega.models.mtp import take_mtp_losses
+
     run_dir = common.start(cfg, dims)
     tokenizer = load_tokenizer(cfg.data.tokenizer)
     check_vocab(tokenizer, cfg)
@@ -122,7 +124,9 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
         batches = make_batches(cfg, units, indices, tokenizer.pad_token_id, fixed_len)
         loss_tokens = global_sum(sum(float(b["loss_mask"].sum()) for b in batches))
         fwd = sft_forward_step(scale_for_megatron(nmb, dp) / loss_tokens)
-        m = common.broadcast_from_last_stage(train_step(tm, fwd, batches, seq_len, mbs_arg))
+        m = train_step(tm, fwd, batches, seq_len, mbs_arg)
+        m.update(take_mtp_losses(nmb))
+        m = common.broadcast_from_last_stage(m)
         tokens = global_sum(sum(b["tokens"].numel() for b in batches))
         loss = m.get("loss", float("nan")) / scale_for_megatron(nmb, dp) * dp
         loss = global_sum(loss) / dp if ps.is_pipeline_last_stage() or dims.pp == 1 else loss
@@ -133,6 +137,7 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
                 "loss": loss, "lr": m["lr"], "grad_norm": m["grad_norm"],
                 "tokens_per_s": tokens / m["step_time"], "loss_tokens": loss_tokens,
                 "step_time": m["step_time"], "epoch": sampler.epoch,
+                **{k: v for k, v in m.items() if k.startswith("mtp_")},
             })
         if step == cfg.trainer.max_steps or (cfg.trainer.save_interval and step % cfg.trainer.save_interval == 0):
             ckpt.save_checkpoint(ckpt_dir, step, tm, {"data": sampler.state_dict(), "stage": label},
