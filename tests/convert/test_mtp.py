@@ -227,8 +227,9 @@ def test_mtp_layouts_on_two_ranks(converted, tmp_path):
 
 @pytest.mark.slow
 def test_mtp_tp2_pp2_ep2_on_four_ranks(converted, tmp_path):
-    """The layout of the brief: load, stream, fill and MTP logits at TP=2/PP=2/EP=2, and an
-    import run on the four ranks at that layout, exported back bit-exactly."""
+    """TP=2/PP=2/EP=2: load, stream, fill and MTP logits at that layout; an import run on the
+    four ranks at that layout, exported back bit-exactly by one process and by the four ranks
+    (rank 0 -- first stage, no MTP layer -- writes the config)."""
     from tests.convert import workers
     from tests.foundation.dist_utils import run_ranks
 
@@ -237,8 +238,10 @@ def test_mtp_tp2_pp2_ep2_on_four_ranks(converted, tmp_path):
     _assert_mtp_layouts(run_ranks(4, workers.check_layouts, str(hf), str(meg), str(ref), [(2, 2, 2, 1)],
                                   timeout=400), meg)
     run_ranks(4, workers.import_at_layout, str(hf), str(tmp_path / "meg4"), 2, 2, 2, timeout=400)
-    out = export_hf(tmp_path / "meg4", tmp_path / "out")
-    original, exported = read_all(hf), read_all(out)
-    assert set(exported) == set(original)
-    assert all(torch.equal(exported[n], t) for n, t in original.items())
-    assert json.loads((out / "config.json").read_text())["num_nextn_predict_layers"] == 1
+    run_ranks(4, workers.export_at_layout, str(tmp_path / "meg4"), str(tmp_path / "out4"), 2, 2, 2, timeout=400)
+    original = read_all(hf)
+    for out in (export_hf(tmp_path / "meg4", tmp_path / "out"), tmp_path / "out4"):
+        exported = read_all(out)
+        assert set(exported) == set(original), out
+        assert all(torch.equal(exported[n], t) for n, t in original.items()), out
+        assert json.loads((out / "config.json").read_text())["num_nextn_predict_layers"] == 1, out

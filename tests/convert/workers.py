@@ -94,3 +94,11 @@ def import_at_layout(hf_dir: str, out_dir: str, tp: int, pp: int, ep: int) -> st
     from r1mega.convert import import_hf
 
     return str(import_hf(hf_dir, Path(out_dir), tp=tp, pp=pp, ep=ep))
+
+
+def export_at_layout(ckpt_dir: str, out_dir: str, tp: int, pp: int, ep: int) -> str:
+    """``export_hf`` run on every rank at the given layout (the torchrun path: live-model
+    stream, rank 0 writes)."""
+    from r1mega.convert import export_hf
+
+    return str(export_hf(ckpt_dir, Path(out_dir), tp=tp, pp=pp, ep=ep))
