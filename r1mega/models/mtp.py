@@ -20,8 +20,12 @@ into ``1 + D`` pieces. r1mega therefore decides per call:
   ``r1mega.training.step``); with equal micro-batches the two agree.
 * **without labels** (GRPO log-probs and loss, rollout decoding, ``convert verify``):
   :class:`MTPGPTModel` skips the MTP block and returns the main head's logits only, exactly
-  what a model without MTP returns. RL therefore leaves the MTP weights untrained (their
-  gradient is zero); the vLLM bridge does not send them (``r1mega.bridge.execute``).
+  what a model without MTP returns. RL therefore does not train the MTP weights: their
+  gradient is zero (the optimizer still applies decoupled weight decay, and keeps their Adam
+  states); the vLLM bridge does not send them (``r1mega.bridge.execute``).
+
+The CPU path needs nothing beyond ``r1mega.compat.cpu``: the MTP code's only CUDA call
+(``torch.cuda.current_device()`` for the loss tracker) is already redirected there.
 """
 
 from __future__ import annotations
