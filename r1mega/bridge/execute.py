@@ -12,6 +12,7 @@ and released at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -36,21 +37,35 @@ class SyncStats:
 
 
 class WeightBridge:
+    """Syncs of one trainer's weights into one vLLM instance (see module docstring).
+
+    ``include_mtp``: also send the multi-token-prediction layers (HF ``model.layers.{N + k}``).
+    Off by default: vLLM's main DeepSeek model has no MTP layers (it loads them only as a
+    separate speculative-decoding draft model, and skips such names itself), so streaming them
+    would gather and move a whole extra decoder layer per sync for nothing."""
+
     def __init__(self, chunks, model_cfg, transport, bucket_bytes: int, fp8: bool = False,
-                 dtype: Optional[torch.dtype] = None):
+                 dtype: Optional[torch.dtype] = None, include_mtp: bool = False):
         self.chunks = chunks
         self.model_cfg = model_cfg
         self.transport = transport
         self.bucket_bytes = bucket_bytes
         self.fp8 = fp8
         self.dtype = dtype
+        self.include_mtp = include_mtp
         self.plan: Optional[SyncPlan] = None
 
     def stream(self):
+        """The HF buckets of one sync. MTP entries are dropped from the mapping table itself
+        (unless ``include_mtp``), so their tensors are neither gathered nor sent; every rank
+        builds the same table, so the collectives stay matched."""
         from r1mega.convert.export_stream import iter_hf_buckets
+        from r1mega.convert.load_hf import mapping_options
 
+        opts = mapping_options(self.model_cfg, self.chunks)
+        opts = dataclasses.replace(opts, include_mtp=opts.include_mtp and self.include_mtp)
         return iter_hf_buckets(self.chunks, self.model_cfg, bucket_bytes=self.bucket_bytes, fp8=self.fp8,
-                               dtype=self.dtype)
+                               dtype=self.dtype, opts=opts)
 
     @torch.no_grad()
     def sync(self, llm) -> SyncStats:

@@ -9,6 +9,10 @@ named views with :func:`unpack_bucket` without any per-step metadata.
 
 A bucket is packed as the concatenation of its tensors' bytes, each starting at a 16-byte
 aligned offset (so every view is aligned for any dtype, fp8 and fp32 included).
+
+A model with multi-token-prediction layers streams them by default (the offline exporter
+writes them); the bridge leaves them out of its stream, hence out of the plan, unless asked
+(:class:`r1mega.bridge.execute.WeightBridge` ``include_mtp``): vLLM's main model has none.
 """
 
 from __future__ import annotations

@@ -105,6 +105,8 @@ class CheckpointSource:
         reader, meta = self._reader()
         targets, items, out = {}, [], {}
         for e in group:
+            if e.global_name in out:  # an export copy of a tensor already in this group
+                continue
             param = self.sharded[e.global_name].data
             real = out[e.global_name] = torch.empty(param.shape, dtype=param.dtype)
             for piece in self._pieces(e.global_name):
@@ -146,11 +148,13 @@ class CheckpointSource:
                                                     dtype=self.sharded[e.global_name].data.dtype) for e in group}
             else:
                 state = self._load(group)
-            for e in group:
+            last_use = {e.global_name: i for i, e in enumerate(group)}
+            for i, e in enumerate(group):
                 rows = self.cfg.vocab_size if e.tp == "vocab" else None
-                full = unshard([state.pop(e.global_name)], e.tp, rows)
+                piece = state.pop(e.global_name) if last_use[e.global_name] == i else state[e.global_name]
+                full = unshard([piece], e.tp, rows)
                 yield from _emit(e, full, fp8, self.dtype)
-                del full
+                del full, piece
 
 
 class _Into:

@@ -49,11 +49,15 @@ def default_dtype(reader: HFReader) -> str:
 
 
 def resolve_model_config(reader: HFReader, override: Optional[ModelConfig], name: Optional[str]) -> ModelConfig:
-    """The ModelConfig from ``config.json``, or ``override`` after checking it describes it."""
+    """The ModelConfig from ``config.json``, or ``override`` after checking it describes it.
+
+    ``override`` may differ in ``mtp_num_layers``: fewer than the checkpoint declares drops the
+    rest (skipped, with a log line, by ``check_hf_tensors``); more fails there, naming the first
+    missing MTP tensor."""
     from_hf = model_config_from_hf(reader.config, name=name or reader.path.name)
     if override is None:
         return from_hf
-    diffs = architecture_mismatches(override, from_hf)
+    diffs = architecture_mismatches(override, from_hf, ignore=("mtp_num_layers",))
     if diffs:
         raise ValueError(f"model config does not match {reader.path}/config.json: " + "; ".join(diffs))
     return dataclasses.replace(override, extra={**from_hf.extra, **override.extra})
@@ -84,7 +88,7 @@ def import_hf(
     dims = setup(cfg, tp, pp, ep, etp)
     chunk = build_chunk(cfg, dims, dtype, meta=True)
     opts = mapping_options(cfg, [chunk])
-    check_hf_tensors(reader, cfg, opts)
+    check_hf_tensors(reader, cfg, opts, compare_copies=rank() == 0)
     plan = chunk_plan(chunk, cfg, reader, entries(cfg, opts))
     staging = layout.staging_dir(out, 0)
     if rank() == 0:

@@ -8,8 +8,8 @@ memory, so peak memory is the model shard plus the largest merged tensor.
 Every check happens before the first byte is read, and each error names the tensor:
 
 * :func:`check_hf_tensors` -- every HF tensor the mapping needs is present with the shape the
-  model expects, and the checkpoint has nothing the mapping does not know (skipped MTP
-  layers excepted);
+  model expects, and the checkpoint has nothing the mapping does not know (MTP layers the
+  model does not have are skipped, with a log line; HF copies of shared tensors are compared);
 * while filling -- every Megatron parameter of the chunk is covered by exactly one entry.
 
 Used by the importer (then saved as a dist checkpoint) and directly by training or serving
@@ -18,6 +18,7 @@ code that wants to start from HF weights without an offline conversion.
 
 from __future__ import annotations
 
+import logging
 from typing import Iterable
 
 import torch
@@ -26,6 +27,8 @@ from r1mega.convert.hf_io import HFReader
 from r1mega.convert.mappings import MappingOptions, entries, skipped_hf_prefixes
 from r1mega.convert.sharding import global_shape, local_name, rank_layout, shard, unwrap_chunks
 from r1mega.models.config import ModelConfig
+
+log = logging.getLogger(__name__)
 
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 """Buffers some older HF checkpoints saved; recomputed by every implementation."""
@@ -37,23 +40,31 @@ def mapping_options(cfg: ModelConfig, chunks: Iterable) -> MappingOptions:
 
     chunks = unwrap_chunks(chunks)
     spec = resolve_spec(cfg)
-    has_mtp = any(getattr(c, "mtp_process", False) for c in chunks)
+    # The provider builds MTP layers whenever the config has them (on the last stage only), and
+    # every rank must walk the same table, so this depends on the config, not on the chunks.
     return MappingOptions(spec=spec, grouped_gemm=cfg.moe_grouped_gemm and cfg.is_moe and spec == "te",
-                          include_mtp=has_mtp and cfg.mtp_num_layers > 0)
+                          include_mtp=cfg.mtp_num_layers > 0)
 
 
-def check_hf_tensors(reader: HFReader, cfg: ModelConfig, opts: MappingOptions) -> None:
+def check_hf_tensors(reader: HFReader, cfg: ModelConfig, opts: MappingOptions, compare_copies: bool = True) -> None:
     """Raise ValueError naming the first missing HF tensor, or the unexpected ones (shapes are
-    checked per tensor while filling, against the model actually built)."""
+    checked per tensor while filling, against the model actually built). MTP layers the
+    checkpoint declares beyond the model's are skipped, with a log line. ``compare_copies``:
+    also compare the HF copies of shared tensors (:func:`check_copies`)."""
     table = entries(cfg, opts)
     needed = {n for e in table for n in e.hf}
     present = reader.names()
     for e in table:
         for name in e.hf:
-            if name not in present:
+            if name not in present and not e.export_copy:
                 raise ValueError(f"HF checkpoint {reader.path} is missing tensor {name!r} "
                                  f"(needed for Megatron {e.global_name})")
-    skipped = tuple(skipped_hf_prefixes(cfg, opts))
+    skipped = tuple(skipped_hf_prefixes(cfg, opts, reader.config))
+    if skipped:
+        dropped = sum(n.startswith(skipped) for n in present)
+        log.warning("%s: skipping %d tensor(s) of the multi-token-prediction layer(s) %s: the model has "
+                    "model.mtp_num_layers=%d", reader.path, dropped, [p.rstrip(".") for p in skipped],
+                    cfg.mtp_num_layers)
     if cfg.tie_embeddings:
         needed.add("lm_head.weight")  # some tied checkpoints still store the (identical) head
     unexpected = sorted(n for n in present - needed
@@ -62,6 +73,27 @@ def check_hf_tensors(reader: HFReader, cfg: ModelConfig, opts: MappingOptions) -
         more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
         raise ValueError(f"HF checkpoint {reader.path} has tensor(s) the {cfg.family} mapping does not know: "
                          f"{unexpected[:5]}{more} (does config.json match the weights?)")
+    if compare_copies:
+        check_copies(reader, table)
+
+
+def check_copies(reader: HFReader, table) -> list[str]:
+    """HF copies of shared tensors (``Entry.export_copy``: DeepSeek's MTP ``embed_tokens`` and
+    ``shared_head.head``) that differ from the tensor Megatron imports instead. Megatron keeps
+    one tensor, so such a copy is lost on import: logged as a warning, and returned."""
+    source = {e.global_name: e for e in table if not (e.export_copy or e.tied)}
+    present, differ = reader.names(), []
+    for e in table:
+        if not e.export_copy or e.hf[0] not in present:
+            continue
+        main = source[e.global_name].hf[0]
+        copy, orig = reader.get(e.hf[0]), reader.get(main)
+        if copy.shape != orig.shape or not torch.equal(copy, orig):
+            differ.append(e.hf[0])
+            log.warning("%s: %s differs from %s; Megatron shares one tensor, so import keeps %s and "
+                        "export writes it for both", reader.path, e.hf[0], main, main)
+        del copy, orig
+    return differ
 
 
 def expected_full_shape(entry, target: torch.Tensor, layout, cfg: ModelConfig) -> tuple:
@@ -81,7 +113,7 @@ def chunk_plan(chunk, cfg: ModelConfig, reader: HFReader, table) -> dict:
     plan = {}
     for entry in table:
         name = local_name(entry, layout)
-        if name is None or (entry.tied and name not in state):
+        if name is None or entry.export_copy or (entry.tied and name not in state):
             continue
         if name not in state:
             raise ValueError(f"the Megatron model has no tensor {name!r} (mapped from HF {list(entry.hf)})")

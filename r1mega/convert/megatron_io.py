@@ -87,9 +87,12 @@ def save_model(chunk, path: str | Path) -> None:
 def load_model(chunk, iter_dir: str | Path) -> None:
     """Read the chunk's shards from ``iter_dir/model`` (written at any layout, by either spec).
 
-    Every tensor must be there. Only ``_extra_state`` may be missing: Transformer Engine
-    modules keep their FP8 metadata in it and the local spec has none, so a checkpoint written
-    by one spec lacks the other's (the modules then keep their defaults).
+    Every tensor of the model must be there, and the checkpoint may hold no tensor the model
+    lacks, with two exceptions: ``_extra_state`` (Transformer Engine modules keep their FP8
+    metadata in it and the local spec has none, so a checkpoint written by one spec lacks the
+    other's; the modules then keep their defaults), and the multi-token-prediction layers
+    (``mtp.*``) of a checkpoint loaded into a model built without them (dropped, as training's
+    ``init_from`` does; verify and the main-model logits do not use them).
     """
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.validation import StrictHandling
@@ -97,17 +100,23 @@ def load_model(chunk, iter_dir: str | Path) -> None:
     path = Path(iter_dir) / MODEL_DIR
     if not path.is_dir():
         raise ValueError(f"{iter_dir} has no {MODEL_DIR}/ directory (not an r1mega checkpoint iteration)")
-    state, missing, _ = dist_checkpointing.load(chunk.sharded_state_dict(), str(path),
-                                                strict=StrictHandling.RETURN_ALL)
-    tensors = sorted(k for k in missing if EXTRA_STATE not in k)  # keys may carry "/shard_i_n"
-    if tensors:
-        raise ValueError(f"checkpoint {path} lacks tensor(s) the model needs: {tensors[:5]}")
+    # Megatron's names: "missing" = in the checkpoint, not asked for (all ranks together);
+    # "unexpected" = asked for by this rank, not in the checkpoint. Keys may carry "/shard_i_n".
+    state, ckpt_only, model_only = dist_checkpointing.load(chunk.sharded_state_dict(), str(path),
+                                                           strict=StrictHandling.RETURN_ALL)
+    lacking = sorted(k for k in model_only if EXTRA_STATE not in k)
+    if lacking:
+        raise ValueError(f"checkpoint {path} lacks tensor(s) the model needs: {lacking[:5]}")
+    droppable = "mtp." if not chunk.config.mtp_num_layers else None
+    extra = sorted(k for k in ckpt_only if EXTRA_STATE not in k and not (droppable and k.startswith(droppable)))
+    if extra:
+        raise ValueError(f"checkpoint {path} has tensor(s) the model does not: {extra[:5]} "
+                         "(was it written for another architecture?)")
     result = chunk.load_state_dict(state, strict=False)
     absent = [k for k in result.missing_keys if not k.endswith(EXTRA_STATE)]
     if absent or result.unexpected_keys:
         raise ValueError(f"checkpoint {path} does not fit the model: missing {absent[:5]}, "
                          f"unexpected {result.unexpected_keys[:5]}")
-
 
 
 def stored_dtype(iter_dir: str | Path) -> str:

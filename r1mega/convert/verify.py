@@ -4,7 +4,9 @@ Both models run in fp32 on the same random tokens; the result is one dict::
 
     {"max_abs_diff": ..., "mean_abs_diff": ..., "top1_agreement": ..., "tokens": b*s}
 
-``top1_agreement`` is the fraction of positions whose argmax token agrees.
+``top1_agreement`` is the fraction of positions whose argmax token agrees. Only the main head
+is compared: transformers' causal LM ignores DeepSeek's multi-token-prediction layers, and a
+Megatron forward without labels skips them (``r1mega.models.mtp``).
 :func:`megatron_logits` is a forward that works at any layout: with pipeline parallelism,
 each stage receives the hidden states of the previous one (a plain send/recv between the
 peer ranks of adjacent stages; under sequence parallelism each TP rank passes its sequence
@@ -80,7 +82,7 @@ def check_configs_match(hf_path: str | Path, megatron_path: str | Path):
     """Both configs, after raising ValueError naming every architecture field that differs."""
     hf_cfg = model_config_from_hf(HFReader(hf_path).config)
     ckpt_cfg = layout.load_model_config(megatron_path)
-    diffs = architecture_mismatches(ckpt_cfg, hf_cfg)
+    diffs = architecture_mismatches(ckpt_cfg, hf_cfg, ignore=("mtp_num_layers",))  # main logits only
     if diffs:
         raise ValueError(f"{megatron_path} and {hf_path}/config.json describe different models: " + "; ".join(diffs))
     return hf_cfg, ckpt_cfg

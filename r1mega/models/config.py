@@ -110,7 +110,11 @@ class ModelConfig:
     moe_grouped_gemm: bool = False
     """Use grouped GEMM for experts (TE spec on GPU)."""
     mtp_num_layers: int = 0
-    """Multi-token-prediction layers (DeepSeek-V3 has 1; 0 disables)."""
+    """Multi-token-prediction layers (DeepSeek-V3 has 1; 0 disables). They live on the last
+    pipeline stage; only the SFT loss trains them (see ``r1mega.models.mtp``)."""
+    mtp_loss_scaling_factor: float = 0.1
+    """Weight of the MTP loss next to the main loss, averaged over the MTP layers (DeepSeek-V3:
+    0.3 for the first 10T tokens, then 0.1)."""
 
     extra: dict = field(default_factory=dict)
     """Family-specific Hugging Face config keys carried through conversion untouched."""
@@ -151,6 +155,10 @@ class ModelConfig:
             raise ValueError(f"{prefix}.rope_type={self.rope_type!r} is not one of rope, llama3, yarn")
         if self.is_moe:
             self._validate_moe(prefix)
+        if self.mtp_num_layers < 0:
+            raise ValueError(f"{prefix}.mtp_num_layers={self.mtp_num_layers} must be >= 0")
+        if self.mtp_loss_scaling_factor < 0:
+            raise ValueError(f"{prefix}.mtp_loss_scaling_factor={self.mtp_loss_scaling_factor} must be >= 0")
         if not 0 <= self.first_k_dense_layers <= self.num_layers:
             raise ValueError(f"{prefix}.first_k_dense_layers={self.first_k_dense_layers} is outside [0, num_layers]")
 

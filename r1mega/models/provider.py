@@ -8,6 +8,10 @@ Three choices are made here and nowhere else:
   attention, which handles MLA's distinct key/value head sizes) and runs on CPU; ``te`` uses
   Transformer Engine modules, required for FP8; ``auto`` picks ``te`` when CUDA and TE exist;
 * the ``ModuleSpec`` swap is the only place implementation variants differ; layers never branch.
+
+Models with ``mtp_num_layers > 0`` get Megatron's multi-token-prediction block on the last
+pipeline stage and are :class:`~r1mega.models.mtp.MTPGPTModel` s (see that module for when the
+MTP layers run).
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ def transformer_config(model: ModelConfig, dims: ParallelDims, precision: Precis
         persist_layer_norm=False,
         attention_softmax_in_fp32=True,
         mtp_num_layers=model.mtp_num_layers or None,
+        mtp_loss_scaling_factor=model.mtp_loss_scaling_factor,
         deterministic_mode=not torch.cuda.is_available(),
         **_moe_kwargs(model),
         **_fp8_kwargs(precision),
@@ -186,15 +191,19 @@ def build_model(
     """
     from megatron.core.models.gpt import GPTModel
 
+    from r1mega.models.mtp import MTPGPTModel, mtp_block_spec
+
     spec = resolve_spec(model)
     config = transformer_config(model, dims, precision)
     config.perform_initialization = init_weights
     rope_kwargs = {}
     if model.rope_type == "llama3":
         rope_kwargs = dict(rope_scaling=True, rope_scaling_factor=model.rope_scaling_factor)
-    gpt = GPTModel(
+    block = layer_spec(model, config, spec)
+    mtp = mtp_block_spec(config, block, spec == "te", vp_stage) if post_process else None
+    gpt = (MTPGPTModel if model.mtp_num_layers else GPTModel)(
         config=config,
-        transformer_layer_spec=layer_spec(model, config, spec),
+        transformer_layer_spec=block,
         vocab_size=padded_vocab_size(model.vocab_size, dims.tp),
         max_sequence_length=model.max_position_embeddings,
         pre_process=pre_process,
@@ -203,6 +212,7 @@ def build_model(
         position_embedding_type="rope",  # MLA layers own their (YaRN) rope; GPTModel skips it
         rotary_base=int(model.rotary_base),
         vp_stage=vp_stage,
+        mtp_block_spec=mtp,
         **rope_kwargs,
     )
     if torch.cuda.is_available():

@@ -61,7 +61,11 @@ def make_batches(cfg: R1Config, units: list, indices: list, pad_id: int, fixed_l
 
 
 def sft_forward_step(scale: float):
-    """Megatron forward_step_func: masked token loss, pre-scaled for global normalisation."""
+    """Megatron forward_step_func: masked token loss, pre-scaled for global normalisation.
+
+    With ``model.mtp_num_layers > 0`` the model also adds the multi-token-prediction loss
+    inside its forward (over the same ``loss_mask``, shifted per depth; see
+    ``r1mega.models.mtp``); the reported ``loss`` stays the main next-token loss."""
 
     def forward_step(data_iterator, model):
         batch = next(data_iterator)
@@ -69,7 +73,7 @@ def sft_forward_step(scale: float):
         b = {k: v.to(dev) for k, v in batch.items()}
         out = model(
             b["tokens"], b["position_ids"], attention_mask=None, labels=b["labels"],
-            packed_seq_params=packed_seq_params(b),
+            packed_seq_params=packed_seq_params(b), loss_mask=b["loss_mask"],
         )
 
         def loss_func(token_loss):
@@ -87,6 +91,8 @@ def sft_forward_step(scale: float):
 
 def run(cfg: R1Config, dims: ParallelDims) -> dict:
     from megatron.core import parallel_state as ps
+
+    from r1mega.models.mtp import take_mtp_losses
 
     run_dir = common.start(cfg, dims)
     tokenizer = load_tokenizer(cfg.data.tokenizer)
@@ -118,7 +124,9 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
         batches = make_batches(cfg, units, indices, tokenizer.pad_token_id, fixed_len)
         loss_tokens = global_sum(sum(float(b["loss_mask"].sum()) for b in batches))
         fwd = sft_forward_step(scale_for_megatron(nmb, dp) / loss_tokens)
-        m = common.broadcast_from_last_stage(train_step(tm, fwd, batches, seq_len, mbs_arg))
+        m = train_step(tm, fwd, batches, seq_len, mbs_arg)
+        m.update(take_mtp_losses(nmb))
+        m = common.broadcast_from_last_stage(m)
         tokens = global_sum(sum(b["tokens"].numel() for b in batches))
         loss = m.get("loss", float("nan")) / scale_for_megatron(nmb, dp) * dp
         loss = global_sum(loss) / dp if ps.is_pipeline_last_stage() or dims.pp == 1 else loss
@@ -129,6 +137,7 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
                 "loss": loss, "lr": m["lr"], "grad_norm": m["grad_norm"],
                 "tokens_per_s": tokens / m["step_time"], "loss_tokens": loss_tokens,
                 "step_time": m["step_time"], "epoch": sampler.epoch,
+                **{k: v for k, v in m.items() if k.startswith("mtp_")},
             })
         if step == cfg.trainer.max_steps or (cfg.trainer.save_interval and step % cfg.trainer.save_interval == 0):
             ckpt.save_checkpoint(ckpt_dir, step, tm, {"data": sampler.state_dict(), "stage": label},

@@ -48,14 +48,17 @@ def live(tmp_path_factory):
     """family -> (Megatron chunk, ModelConfig, HF tensors, transformers state_dict names)."""
     from r1mega.convert import import_hf, latest_iteration_dir, load_model_config
     from r1mega.convert.megatron_io import build_chunk, load_model, setup
-    from tests.convert.tiny_models import hf_config, make_hf, read_all
+    from tests.convert.tiny_models import add_mtp_layers, hf_config, make_hf, read_all
 
     cache = {}
 
     def get(family):
+        """``family`` or ``deepseek_v3_mtp`` (one multi-token-prediction layer added)."""
         if family not in cache:
             root = tmp_path_factory.mktemp(family)
-            hf = make_hf(family, root / "hf")
+            hf = make_hf(family.removesuffix("_mtp"), root / "hf")
+            if family.endswith("_mtp"):
+                add_mtp_layers(hf)
             import_hf(hf, root / "meg")
             cfg = load_model_config(root / "meg")
             dims = setup(cfg)
@@ -64,7 +67,7 @@ def live(tmp_path_factory):
             from transformers import AutoModelForCausalLM
 
             with torch.device("meta"):
-                names = set(AutoModelForCausalLM.from_config(hf_config(family)).state_dict())
+                names = set(AutoModelForCausalLM.from_config(hf_config(family.removesuffix("_mtp"))).state_dict())
             cache[family] = (chunk, cfg, read_all(hf), names)
         return cache[family]
 
@@ -147,3 +150,26 @@ def test_fp8_plan_sends_block_scales_for_every_linear_weight(live):
         assert specs[n + "_scale_inv"].shape == (-(-rows // 128), -(-cols // 128))
         assert specs[n + "_scale_inv"].dtype == "float32"
     assert set(specs) == set(originals) | {n + "_scale_inv" for n in fp8_names}
+
+
+def test_sync_leaves_out_mtp_layers_unless_asked(live):
+    """A model with an MTP layer: the export stream yields its tensors (HF ``model.layers.2.*``,
+    as the offline exporter needs), the bridge sends exactly the others by default -- what
+    vLLM's main model loads -- and everything with ``include_mtp=True``."""
+    from r1mega.convert import iter_hf_tensors
+
+    chunk, cfg, originals, _ = live("deepseek_v3_mtp")
+    mtp_prefix = f"model.layers.{cfg.num_layers}."
+    mtp_names = {n for n in originals if n.startswith(mtp_prefix)}
+    assert cfg.mtp_num_layers == 1 and {f"{mtp_prefix}eh_proj.weight", f"{mtp_prefix}embed_tokens.weight"} <= mtp_names
+    streamed = dict(iter_hf_tensors([chunk], cfg, bucket_bytes=1 << 20))
+    assert set(streamed) == set(originals)
+
+    for include_mtp, expected in ((False, set(originals) - mtp_names), (True, set(originals))):
+        llm = FakeLLM()
+        bridge = WeightBridge([chunk], cfg, LocalTransport(), 48 * 1024, include_mtp=include_mtp)
+        bridge.sync(llm)
+        got = llm.worker.model_runner.model.weights
+        assert set(bridge.plan.names) == set(got) == expected, include_mtp
+        assert all(torch.equal(got[n], originals[n]) for n in expected)
+        bridge.sync(llm)  # the second sync checks the stream against the recorded plan

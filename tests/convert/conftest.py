@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from tests.convert.tiny_models import make_hf
+from tests.convert.tiny_models import add_mtp_layers, make_hf
 
 
 class Converted:
@@ -21,11 +21,15 @@ class Converted:
         self._done: dict[str, tuple] = {}
 
     def __call__(self, family: str):
+        """``family`` is one of tiny_models.FAMILIES, or ``deepseek_v3_mtp``: the DeepSeek
+        checkpoint with one multi-token-prediction layer (``tiny_models.add_mtp_layers``)."""
         if family not in self._done:
             from r1mega.convert import import_hf
 
             warnings.filterwarnings("ignore")
-            hf = make_hf(family, self.root / family / "hf")
+            hf = make_hf(family.removesuffix("_mtp"), self.root / family / "hf")
+            if family.endswith("_mtp"):
+                add_mtp_layers(hf)
             meg = self.root / family / "meg"
             import_hf(hf, meg)
             self._done[family] = (hf, meg)

@@ -106,21 +106,26 @@ def _verify_ignoring_config(hf, meg):
     return compare(hf_logits(hf, tokens), megatron_logits(chunk, tokens, cfg.vocab_size))
 
 
-def test_deepseek_mtp_layers_are_skipped_when_the_model_has_none(converted, tmp_path):
-    """DeepSeek-V3 checkpoints carry MTP layer ``model.layers.{num_layers}``; the provider
-    builds no MTP module, so import skips exactly those tensors and export declares 0 MTP layers."""
+def test_deepseek_mtp_layers_are_skipped_when_the_model_has_none(converted, tmp_path, caplog):
+    """A checkpoint declaring MTP layer ``model.layers.{num_layers}`` imported into a model config
+    with ``mtp_num_layers: 0``: exactly those tensors are skipped (said in a log line) and export
+    declares 0 MTP layers. (Imports with MTP: tests/convert/test_mtp.py.)"""
+    import dataclasses
+    import logging
     import shutil
 
-    from safetensors.torch import save_file
+    from tests.convert.tiny_models import add_mtp_layers
 
     hf_src, _ = converted("deepseek_v3")
     hf = shutil.copytree(hf_src, tmp_path / "hf")
-    cfg = json.loads((hf / "config.json").read_text())
-    cfg["num_nextn_predict_layers"] = 1
-    (hf / "config.json").write_text(json.dumps(cfg))
-    save_file({"model.layers.2.enorm.weight": torch.ones(64), "model.layers.2.eh_proj.weight": torch.ones(64, 128)},
-              str(hf / "mtp.safetensors"))
-    import_hf(hf, tmp_path / "meg")
+    added = add_mtp_layers(hf)
+    declared = model_config_from_hf(json.loads((hf / "config.json").read_text()))
+    assert declared.mtp_num_layers == 1
+    with caplog.at_level(logging.WARNING, logger="r1mega.convert.load_hf"):
+        import_hf(hf, tmp_path / "meg", model_config=dataclasses.replace(declared, mtp_num_layers=0))
+    assert f"skipping {len(added)} tensor(s)" in caplog.text and "model.layers.2" in caplog.text
     out = export_hf(tmp_path / "meg", tmp_path / "out")
     assert json.loads((out / "config.json").read_text())["num_nextn_predict_layers"] == 0
-    assert "model.layers.2.enorm.weight" not in read_all(out)
+    exported, original = read_all(out), read_all(hf)
+    assert set(exported) == set(original) - set(added)
+    assert all(torch.equal(exported[n], original[n]) for n in exported)

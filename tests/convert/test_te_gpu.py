@@ -63,3 +63,46 @@ def test_local_and_te_checkpoints_load_into_each_other(tmp_path, family):
         params = {k for k in chunk.state_dict() if not k.endswith("_extra_state")}
         assert names == params, (written, read, sorted(names ^ params)[:5])
         assert _stream_equals_hf(chunk, other, hf) == [], (written, read)
+
+
+@pytest.mark.parametrize("grouped_gemm", [False, True])
+def test_te_mtp_import_export_and_parity(tmp_path, grouped_gemm):
+    """The MTP block of the TE spec (TENorm norms, TEColumnParallelLinear ``eh_proj``, the last
+    decoder layer's TE spec): import, bit-exact export, names, main and MTP logits; and a
+    local-spec MTP checkpoint loads into the TE model."""
+    from r1mega.convert import export_hf, import_hf, latest_iteration_dir, load_model_config, rank_entries, verify
+    from r1mega.convert.hf_io import HFReader
+    from r1mega.convert.importer import resolve_model_config
+    from r1mega.convert.megatron_io import build_chunk, load_model, setup
+    from r1mega.convert.verify import compare, random_tokens
+    from tests.convert.tiny_models import add_mtp_layers
+
+    hf = make_hf("deepseek_v3", tmp_path / "hf")
+    add_mtp_layers(hf)
+    base = resolve_model_config(HFReader(hf), None, None)
+    assert base.mtp_num_layers == 1
+    cfg = dataclasses.replace(base, moe_grouped_gemm=grouped_gemm, spec="te")
+    import_hf(hf, tmp_path / "meg", model_config=cfg)
+    out = read_all(export_hf(tmp_path / "meg", tmp_path / "out"))
+    original = read_all(hf)
+    assert set(out) == set(original) and all(torch.equal(out[n], t) for n, t in original.items())
+    result = verify(hf, tmp_path / "meg")
+    assert result["max_abs_diff"] <= 3e-3 and result["top1_agreement"] == 1.0, result
+
+    import_hf(hf, tmp_path / "meg_local", model_config=dataclasses.replace(base, spec="local"))
+    te = dataclasses.replace(load_model_config(tmp_path / "meg_local"), spec="te", moe_grouped_gemm=grouped_gemm)
+    chunk = build_chunk(te, setup(te), "fp32")
+    load_model(chunk, latest_iteration_dir(tmp_path / "meg_local"))
+    names = {n for _, n, _ in rank_entries(chunk, te)}
+    params = {k for k in chunk.state_dict() if not k.endswith("_extra_state")}
+    assert names == params and any(n.startswith("mtp.") for n in names), sorted(names ^ params)[:5]
+    assert _stream_equals_hf(chunk, te, hf) == []
+    try:
+        from transformers.modeling_layers import MtpModel  # noqa: F401  (transformers >= 5.23)
+    except ImportError:
+        pytest.skip("this transformers has no MtpModel: MTP logits not compared")
+    from tests.convert.mtp_support import hf_mtp_logits, megatron_mtp_logits
+
+    tokens = random_tokens(te.vocab_size, batch=2, seq_len=16)
+    mtp = compare(hf_mtp_logits(hf, tokens), megatron_mtp_logits(chunk, tokens, te.vocab_size))
+    assert mtp["max_abs_diff"] <= 3e-3 and mtp["top1_agreement"] == 1.0, mtp

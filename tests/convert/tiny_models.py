@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 FAMILIES = ("qwen2", "llama", "deepseek_v3")
+INDEX = "model.safetensors.index.json"
 
 
 def hf_config(family: str, **overrides):
@@ -86,3 +87,54 @@ def read_all(path: str | Path) -> dict[str, torch.Tensor]:
     for f in sorted(Path(path).glob("*.safetensors")):
         out.update(load_file(f))
     return out
+
+
+def add_mtp_layers(path: str | Path, count: int = 1, seed: int = 1, copies: bool = True) -> list[str]:
+    """Give the DeepSeek-V3 checkpoint at ``path`` ``count`` multi-token-prediction layers, as
+    DeepSeek's checkpoints store them (transformers' model has none, so they are written here):
+    layer ``model.layers.{N + k}`` (N = num_hidden_layers) with ``enorm``, ``hnorm``,
+    ``eh_proj`` [hidden, 2*hidden], ``shared_head.norm``, a full decoder layer shaped like the
+    last one (MoE), random as in :func:`randomize`, and -- with ``copies`` -- ``embed_tokens``
+    and ``shared_head.head``, copies of the main embedding and head. They go into their own
+    ``mtp.safetensors``; ``model.safetensors.index.json`` is (re)written to list every file and
+    ``config.json`` declares ``num_nextn_predict_layers``. Returns the new tensor names."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    path = Path(path)
+    cfg = json.loads((path / "config.json").read_text())
+    n, hidden = cfg["num_hidden_layers"], cfg["hidden_size"]
+    main = read_all(path)
+    gen = torch.Generator().manual_seed(seed)
+    new: dict[str, torch.Tensor] = {}
+    last = f"model.layers.{n - 1}."
+    for k in range(count):
+        hf = f"model.layers.{n + k}."
+        shapes = {name.replace(last, hf, 1): t for name, t in main.items() if name.startswith(last)}
+        shapes.update({f"{hf}enorm.weight": main["model.norm.weight"], f"{hf}hnorm.weight": main["model.norm.weight"],
+                       f"{hf}shared_head.norm.weight": main["model.norm.weight"],
+                       f"{hf}eh_proj.weight": torch.empty(hidden, 2 * hidden, dtype=main["model.norm.weight"].dtype)})
+        for name in sorted(shapes):
+            like = shapes[name]
+            noise = torch.randn(like.shape, generator=gen, dtype=torch.float32)
+            scale, base = (0.1, 1.0) if "norm" in name else (0.01, 0.0) if "e_score_correction_bias" in name \
+                else (0.05, 0.0)
+            new[name] = (base + scale * noise).to(like.dtype)
+        if copies:
+            new[f"{hf}embed_tokens.weight"] = main["model.embed_tokens.weight"].clone()
+            new[f"{hf}shared_head.head.weight"] = main["lm_head.weight"].clone()
+    if (path / INDEX).exists():
+        raise ValueError(f"{path} is sharded already; add_mtp_layers expects one model.safetensors")
+    (path / "model.safetensors").rename(path / "model-00001-of-00002.safetensors")
+    save_file(new, str(path / "model-00002-of-00002.safetensors"), metadata={"format": "pt"})
+    weight_map, total = {}, 0
+    for f in sorted(path.glob("model-*.safetensors")):
+        for name, t in load_file(f).items():
+            weight_map[name] = f.name
+            total += t.numel() * t.element_size()
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (path / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True))
+    cfg["num_nextn_predict_layers"] = count
+    (path / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    return sorted(new)

@@ -3,7 +3,8 @@
 :func:`check_layouts` loads one imported checkpoint at several layouts in the same process
 group and, for each, reports (a) logits parity against reference logits computed by the HF
 model in the parent, (b) whether the streamed HF tensors equal the original safetensors
-bit-for-bit, and (c) the same for a model filled directly from HF at that layout.
+bit-for-bit, and (c) the same for a model filled directly from HF at that layout. With
+``mtp_logits`` in the reference it also reports the parity of the MTP depth's logits.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def one_layout(hf_dir: str, ckpt_dir: str, ref: dict, tp: int, pp: int, ep: int,
     load_model(chunk, latest_iteration_dir(ckpt_dir))
     logits = megatron_logits(chunk, ref["tokens"], cfg.vocab_size)
     result = {"layout": (tp, pp, ep, etp), "parity": None if logits is None else compare(ref["logits"], logits)}
+    if "mtp_logits" in ref:  # the multi-token-prediction depth, against transformers' MtpModel
+        from tests.convert.mtp_support import megatron_mtp_logits
+
+        mtp = megatron_mtp_logits(chunk, ref["tokens"], cfg.vocab_size)
+        result["mtp_parity"] = None if mtp is None else compare(ref["mtp_logits"], mtp)
 
     originals = read_all(hf_dir)
     bucket_bytes = 64 * 1024
@@ -88,3 +94,11 @@ def import_at_layout(hf_dir: str, out_dir: str, tp: int, pp: int, ep: int) -> st
     from r1mega.convert import import_hf
 
     return str(import_hf(hf_dir, Path(out_dir), tp=tp, pp=pp, ep=ep))
+
+
+def export_at_layout(ckpt_dir: str, out_dir: str, tp: int, pp: int, ep: int) -> str:
+    """``export_hf`` run on every rank at the given layout (the torchrun path: live-model
+    stream, rank 0 writes)."""
+    from r1mega.convert import export_hf
+
+    return str(export_hf(ckpt_dir, Path(out_dir), tp=tp, pp=pp, ep=ep))

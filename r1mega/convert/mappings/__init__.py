@@ -61,20 +61,24 @@ def entries(cfg: ModelConfig, opts: MappingOptions | None = None) -> list[Entry]
     return family(cfg.family).entries(cfg, opts or MappingOptions())
 
 
-def skipped_hf_prefixes(cfg: ModelConfig, opts: MappingOptions) -> list[str]:
-    """HF tensors that exist but are deliberately not mapped (MTP layers of a model without MTP)."""
-    if cfg.family == "deepseek_v3" and not opts.include_mtp:
-        return deepseek_v3.mtp_hf_prefixes(cfg)
-    return []
+def skipped_hf_prefixes(cfg: ModelConfig, opts: MappingOptions, hf_config: dict | None = None) -> list[str]:
+    """HF tensors that exist but are deliberately not mapped: the MTP layers a checkpoint
+    declares (``hf_config``; default: ``cfg``'s own count) beyond those the model maps."""
+    if cfg.family != "deepseek_v3":
+        return []
+    declared = deepseek_v3.declared_mtp_layers(hf_config) if hf_config is not None else cfg.mtp_num_layers
+    mapped = cfg.mtp_num_layers if opts.include_mtp else 0
+    return deepseek_v3.mtp_hf_prefixes(cfg, mapped, declared)
 
 
-def architecture_mismatches(a: ModelConfig, b: ModelConfig) -> list[str]:
-    """Fields (``model.<name>: a != b``) where two configs describe different weights."""
+def architecture_mismatches(a: ModelConfig, b: ModelConfig, ignore: tuple = ()) -> list[str]:
+    """Fields (``model.<name>: a != b``) where two configs describe different weights
+    (``ignore``: further fields to leave out, e.g. ``("mtp_num_layers",)``)."""
     from dataclasses import fields
 
     out = []
     for f in fields(ModelConfig):
-        if f.name in ARCHITECTURE_EXEMPT:
+        if f.name in ARCHITECTURE_EXEMPT or f.name in ignore:
             continue
         va, vb = getattr(a, f.name), getattr(b, f.name)
         if va != vb:

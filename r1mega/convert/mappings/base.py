@@ -35,6 +35,10 @@ distributed over the expert-parallel group; all other entries split over the den
 Owners (``Entry.owner``) say which pipeline stage holds the tensor: ``first`` (the input
 embedding), ``last`` (final norm, output layer, MTP), or ``layer`` (the stage holding
 ``Entry.layer``).
+
+Copies. One Megatron tensor may appear in several entries: ``tied`` entries fill a second
+Megatron copy of a tensor on import (never exported); ``export_copy`` entries write a second
+HF copy of it on export (never imported). Every other entry names a distinct Megatron tensor.
 """
 
 from __future__ import annotations
@@ -174,7 +178,12 @@ class Entry:
     """Kept in float32 in HF checkpoints whatever the model dtype (the router's score bias)."""
     tied: bool = False
     """A second copy of a tensor another entry already exports (output layer of a model with
-    tied embeddings on the last pipeline stage): filled on import, never exported."""
+    tied embeddings, or the input embedding of the MTP stage, on the last pipeline stage):
+    filled on import, never exported."""
+    export_copy: bool = False
+    """A copy HF stores of a tensor another entry already imports (DeepSeek's per-MTP-layer
+    ``embed_tokens`` and ``shared_head.head``, which Megatron shares with the main model):
+    written on export, optional on import and there only compared with the tensor it copies."""
 
     def __post_init__(self):
         if self.tp not in TP_KINDS:

@@ -43,10 +43,15 @@ in rotate-half order; :class:`RopeInterleave` then permutes them on import and b
 Multi-token prediction (``num_nextn_predict_layers``): HF stores MTP layer ``k`` as
 ``model.layers.{num_layers + k}`` (``enorm``, ``hnorm``, ``eh_proj``, ``shared_head.norm``, a
 full decoder layer, and copies of the embedding and output head). Megatron's
-``mtp.layers.{k}`` holds ``enorm``, ``hnorm``, ``eh_proj``, ``final_layernorm`` and
-``transformer_layer``; embedding and head are shared with the main model, so the HF copies
-are not mapped. The entries are produced only when the Megatron model has MTP layers
-(``MappingOptions.include_mtp``).
+``mtp.layers.{k}`` holds ``enorm``, ``hnorm``, ``eh_proj`` (column-parallel, input
+``cat[enorm(embedding), hnorm(hidden)]`` in the order HF uses), ``final_layernorm`` and
+``transformer_layer`` (the spec of the last decoder layer: MoE for DeepSeek-V3); embedding and
+head are shared with the main model. So the HF ``embed_tokens`` / ``shared_head.head`` copies
+are ``export_copy`` entries (written from the main tensors; on import only compared with
+them), and on a last pipeline stage without the first the MTP's embedding copy is a ``tied``
+entry filled from ``model.embed_tokens``. The entries are produced only when the Megatron model
+has MTP layers (``MappingOptions.include_mtp``); HF MTP layers beyond the model's are skipped
+(:func:`mtp_hf_prefixes`).
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ def layer_entries(cfg: ModelConfig, names: LayerNames, hf: str, layer, owner: st
 
 
 def mtp_entries(cfg: ModelConfig, k: int, opts: MappingOptions) -> list[Entry]:
+    """MTP layer ``k``: its own tensors, then the HF copies of the shared embedding and head."""
     hf = f"model.layers.{cfg.num_layers + k}"
     top = LayerNames(f"mtp.layers.{k}", opts)
     out = [
@@ -129,7 +135,14 @@ def mtp_entries(cfg: ModelConfig, k: int, opts: MappingOptions) -> list[Entry]:
         Entry(top("final_layernorm.weight"), (f"{hf}.shared_head.norm.weight",), owner="last"),
     ]
     inner = LayerNames(f"mtp.layers.{k}.transformer_layer", opts)
-    return out + layer_entries(cfg, inner, hf, None, "last", moe=cfg.is_moe)
+    moe = cfg.is_moe and cfg.num_layers - 1 >= cfg.first_k_dense_layers  # Megatron reuses the last layer's spec
+    out += layer_entries(cfg, inner, hf, None, "last", moe=moe)
+    head = "embedding.word_embeddings.weight" if cfg.tie_embeddings else "output_layer.weight"
+    return out + [
+        Entry("embedding.word_embeddings.weight", (f"{hf}.embed_tokens.weight",), tp="vocab", owner="last",
+              export_copy=True),
+        Entry(head, (f"{hf}.shared_head.head.weight",), tp="vocab", owner="last", export_copy=True),
+    ]
 
 
 def entries(cfg: ModelConfig, opts: MappingOptions) -> list[Entry]:
@@ -140,15 +153,24 @@ def entries(cfg: ModelConfig, opts: MappingOptions) -> list[Entry]:
         moe = cfg.is_moe and layer >= cfg.first_k_dense_layers
         out += layer_entries(cfg, names, f"model.layers.{layer}", layer, "layer", moe)
     out += head
-    if opts.include_mtp:
+    if opts.include_mtp and cfg.mtp_num_layers:
+        # The MTP stage embeds the shifted tokens itself: with PP > 1 it keeps its own copy.
+        out.append(Entry("embedding.word_embeddings.weight", ("model.embed_tokens.weight",), tp="vocab",
+                         owner="last", tied=True))
         for k in range(cfg.mtp_num_layers):
             out += mtp_entries(cfg, k, opts)
     return out
 
 
-def mtp_hf_prefixes(cfg: ModelConfig) -> list[str]:
-    """HF name prefixes of the MTP layers (skipped on import when the model has no MTP)."""
-    return [f"model.layers.{cfg.num_layers + k}." for k in range(cfg.mtp_num_layers)]
+def mtp_hf_prefixes(cfg: ModelConfig, mapped: int, declared: int) -> list[str]:
+    """HF name prefixes of MTP layers ``mapped .. declared - 1``: present in a checkpoint that
+    declares ``declared`` of them, skipped on import into a model that maps ``mapped``."""
+    return [f"model.layers.{cfg.num_layers + k}." for k in range(mapped, declared)]
+
+
+def declared_mtp_layers(raw: dict) -> int:
+    """``num_nextn_predict_layers`` of a ``config.json`` (0 when absent)."""
+    return int(raw.get("num_nextn_predict_layers") or 0)
 
 
 def _moe_fields(hf: HFConfig) -> dict:

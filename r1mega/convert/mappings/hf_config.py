@@ -26,7 +26,7 @@ DROPPED_KEYS = frozenset(
 
 ARCHITECTURE_EXEMPT = frozenset(
     {"name", "spec", "init_method_std", "moe_router_bias_update_rate", "moe_aux_loss_coeff",
-     "moe_grouped_gemm", "extra"}
+     "moe_grouped_gemm", "mtp_loss_scaling_factor", "extra"}
 )
 """ModelConfig fields that are training choices, not facts of the checkpoint: a YAML model
 config may differ from the HF config.json in these and still describe the same weights."""
