@@ -200,7 +200,8 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
             rollout.mask = corr.mask
             if corr.weights is not None:
                 per_token["is_weights"] = corr.weights
-            mismatch = {k: float(v) for k, v in corr.metrics.items()}
+            # only the last pipeline stage holds trainer log-probs; the others have zeros
+            mismatch = common.broadcast_from_last_stage({k: float(v) for k, v in corr.metrics.items()})
         timings["time_logprobs"] = time.perf_counter() - t
         # 4. advantage
         if rl.kl_in_reward and "ref_logp" in per_token:

@@ -207,6 +207,10 @@ def load_model_weights(iter_dir: str | Path, chunks: list) -> None:
 def _load_tolerating_extra_state(module, state: dict, where: Path) -> None:
     """Strict load, except for Transformer Engine's ``_extra_state`` (FP8 metadata) entries,
     which a checkpoint written with the local spec cannot have (and vice versa)."""
+    from megatron.core.transformer.module import Float16Module
+
+    if isinstance(module, Float16Module):  # bf16/fp16 wrapper: its load_state_dict returns None
+        module = module.module
     result = module.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("_extra_state")]
     unexpected = [k for k in result.unexpected_keys if not k.endswith("_extra_state")]
