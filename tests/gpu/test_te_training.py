@@ -42,4 +42,6 @@ def test_grpo_bf16_first_step_is_on_policy(tmp_path):
     rows = metrics(tmp_path / "rl")
     assert rows[0]["actor_ratio_max"] == 1.0 and rows[0]["kl_ref"] == 0.0
     assert rows[0]["mismatch_kl_k3"] < 1e-3  # measured ~1e-5 in bf16 (KV cache vs full forward)
-    assert rows[1]["entropy"] < 3.0  # the init_from + reload_model_params regression (uniform = 6.1)
+    # the init_from + reload_model_params regression leaves a uniform policy (entropy 6.1); the
+    # 50-step cold start measured 3.69 on an H200 (2026-11-24), so 5.0 separates the two by > 1 nat
+    assert rows[1]["entropy"] < 5.0
