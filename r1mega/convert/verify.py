@@ -42,9 +42,9 @@ def hf_logits(hf_path: str | Path, tokens: torch.Tensor) -> torch.Tensor:
     return model(input_ids=tokens).logits.float()
 
 
-@torch.no_grad()
-def megatron_logits(chunk, tokens: torch.Tensor, vocab_size: int) -> Optional[torch.Tensor]:
-    """``[batch, seq, vocab]`` logits on last-stage ranks, None elsewhere (see module doc)."""
+def stage_inputs(chunk, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens and positions on the chunk's device; on a stage after the first, the previous
+    stage's hidden states are received and set as the chunk's input first."""
     from megatron.core import parallel_state as ps
 
     device = next(chunk.parameters()).device
@@ -57,6 +57,15 @@ def megatron_logits(chunk, tokens: torch.Tensor, vocab_size: int) -> Optional[to
         hidden = torch.empty(rows, batch, chunk.config.hidden_size, dtype=chunk.config.params_dtype, device=device)
         dist.recv(hidden, src=ps.get_pipeline_model_parallel_prev_rank())
         chunk.set_input_tensor(hidden)
+    return tokens, positions
+
+
+@torch.no_grad()
+def megatron_logits(chunk, tokens: torch.Tensor, vocab_size: int) -> Optional[torch.Tensor]:
+    """``[batch, seq, vocab]`` logits on last-stage ranks, None elsewhere (see module doc)."""
+    from megatron.core import parallel_state as ps
+
+    tokens, positions = stage_inputs(chunk, tokens)
     out = chunk(tokens if chunk.pre_process else None, positions, None, runtime_gather_output=True)
     if not chunk.post_process:
         dist.send(out.contiguous(), dst=ps.get_pipeline_model_parallel_next_rank())

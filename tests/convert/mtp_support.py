@@ -21,6 +21,8 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from r1mega.convert.verify import stage_inputs
+
 
 def shifted_tokens(tokens: torch.Tensor) -> torch.Tensor:
     """Tokens ``i + 1`` at position ``i``, token 0 after the last (Megatron's roll)."""
@@ -56,16 +58,7 @@ def megatron_mtp_logits(chunk, tokens: torch.Tensor, vocab_size: int) -> Optiona
     through the shared output layer."""
     from megatron.core import parallel_state as ps
 
-    device = next(chunk.parameters()).device
-    batch, seq = tokens.shape
-    tokens = tokens.to(device)
-    positions = torch.arange(seq, device=device).unsqueeze(0).expand(batch, seq)
-    if not chunk.pre_process:
-        tp = ps.get_tensor_model_parallel_world_size()
-        rows = seq // tp if chunk.config.sequence_parallel else seq
-        hidden = torch.empty(rows, batch, chunk.config.hidden_size, dtype=chunk.config.params_dtype, device=device)
-        dist.recv(hidden, src=ps.get_pipeline_model_parallel_prev_rank())
-        chunk.set_input_tensor(hidden)
+    tokens, positions = stage_inputs(chunk, tokens)
     got = {}
     hook = chunk.mtp.register_forward_hook(lambda mod, args, out: got.update(h=out)) if chunk.mtp_process else None
     out = chunk(tokens, positions, None, labels=tokens, runtime_gather_output=True)
