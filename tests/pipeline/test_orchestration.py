@@ -177,7 +177,7 @@ def test_bundled_pipelines_compose_and_validate():
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-            for name in ("tiny_r1", "r1_zero", "r1", "smoke"):
+            for name in ("tiny_r1", "r1_zero", "r1", "smoke", "grpo_learns"):
                 cfg = to_config(compose("config", overrides=[f"pipeline={name}"]))
                 if name == "r1":
                     with pytest.raises(ValueError, match="pipeline.vars.base_checkpoint must be set for pipeline=r1"):
@@ -194,7 +194,7 @@ def test_bundled_pipelines_compose_and_validate():
         GlobalHydra.instance().clear()
 
 
-@pytest.mark.parametrize("name", ["tiny_r1", "smoke", "r1_zero", "r1"])
+@pytest.mark.parametrize("name", ["tiny_r1", "smoke", "r1_zero", "r1", "grpo_learns"])
 def test_every_step_of_the_bundled_pipelines_composes_and_validates(name, tmp_path):
     """Each stage step's overrides make a valid r1mega-train configuration (catches e.g. lr < min_lr)."""
     from hydra import compose, initialize_config_dir
