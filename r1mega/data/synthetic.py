@@ -26,9 +26,11 @@ The answer is exact, so rewards are rules, as in the paper.
 longer because longer reasoning is what gets rewarded. ``short_fraction`` reproduces that
 at toy scale: that share of the *train* responses is short CoT, the expression and its value
 on one line (``9 + 1 - 3 = 7``), skipping the intermediate results. A model fine-tuned on the
-mix has two habits; the short one is right far less often on multi-step problems, and GRPO
-has to discover that the long one pays (response length grows, pass@1 rises). The test split
-always carries long solutions.
+mix has two habits, and GRPO has to discover which one pays. Which habit is more accurate is
+not fixed by the task: on 3-term 1-digit sums the tiny model answers in one line as well as
+in steps when it gets as much data for it (docs/results/2026-11-24-cpu-grpo-learning.md);
+long pays on problems it has not memorised when the long habit is the better trained one.
+The test split always carries long solutions.
 
 Generation is a pure function of the config: the same seed gives the same problems on every
 machine, and the train and test splits are disjoint by construction (a problem's split is
