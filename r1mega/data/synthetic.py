@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from typing import Optional
 
 
 @dataclass
@@ -66,10 +67,15 @@ class SyntheticTaskConfig:
     """Share of the problem space (per mille, by text hash) reserved for the test split."""
     style: str = "columns"
     """Worked solutions: 'columns' (column by column with carries and borrows) or 'chain'
-    (the expression rewritten after each operation; short, for tiny models)."""
+    (the expression rewritten after each operation; short, for tiny models) or 'aligned' (the
+    chain with every line indented by the consumed terms: constant line length in tokens)."""
     short_fraction: float = 0.0
     """Share of train responses written as short CoT (expression = value, no intermediate
     steps), chosen per problem by text hash; see the module doc. 0 keeps all long."""
+    max_value: Optional[int] = None
+    """Cap on every running value: operands are drawn so that each intermediate result stays
+    in [0, max_value] (with 9 and 1-digit operands every step is a one-digit fact). None: no
+    cap beyond non-negative subtraction."""
 
     def validate(self, prefix: str = "data.synthetic") -> None:
         if not 2 <= self.min_terms <= self.max_terms:
@@ -85,9 +91,11 @@ class SyntheticTaskConfig:
             raise ValueError(f"{prefix}.style={self.style!r} is not one of {list(STYLES)}")
         if not 0.0 <= self.short_fraction <= 1.0:
             raise ValueError(f"{prefix}.short_fraction={self.short_fraction} must be in [0, 1]")
+        if self.max_value is not None and not 1 <= self.max_value:
+            raise ValueError(f"{prefix}.max_value={self.max_value} must be a positive integer or null")
 
 
-STYLES = ("columns", "chain")
+STYLES = ("columns", "chain", "aligned")
 
 
 def _columns_add(a: int, b: int) -> str:
@@ -142,6 +150,19 @@ def solve_chain(numbers: list[int], ops: list[str]) -> tuple[str, int]:
     return "\n".join(lines), numbers[0]
 
 
+def solve_aligned(numbers: list[int], ops: list[str]) -> tuple[str, int]:
+    """The chain with each line indented by the terms already consumed, so every line has the
+    same number of tokens and each running value sits under the operand it absorbed."""
+    lines = [_expression(numbers, ops)]
+    consumed = 0
+    while ops:
+        numbers = [_apply(numbers[0], ops[0], numbers[1])] + numbers[2:]
+        ops = ops[1:]
+        consumed += 1
+        lines.append(" " * (3 * consumed) + _expression(numbers, ops))
+    return "\n".join(lines), numbers[0]
+
+
 def solve_short(numbers: list[int], ops: list[str]) -> tuple[str, int]:
     """Short CoT: the expression and its value on one line."""
     value = numbers[0]
@@ -168,11 +189,15 @@ def format_response(reasoning: str, answer: int) -> str:
 def _draw(rng: random.Random, cfg: SyntheticTaskConfig) -> tuple[list[int], list[str]]:
     terms = rng.randint(cfg.min_terms, cfg.max_terms)
     hi = 10**cfg.max_digits - 1
-    numbers, ops = [rng.randint(0, hi)], []
+    cap = cfg.max_value
+    numbers, ops = [rng.randint(0, hi if cap is None else min(hi, cap))], []
     value = numbers[0]
     for _ in range(terms - 1):
         op = rng.choice(list(cfg.operations))
-        n = rng.randint(0, value) if op == "-" else rng.randint(0, hi)
+        if op == "-":
+            n = rng.randint(0, min(value, hi))
+        else:
+            n = rng.randint(0, hi if cap is None else min(hi, cap - value))
         numbers.append(n)
         ops.append(op)
         value = _apply(value, op, n)
@@ -191,7 +216,7 @@ def _is_test(question: str, per_mille: int) -> bool:
 def _reasoning(numbers: list[int], ops: list[str], expr: str, split: str, cfg: SyntheticTaskConfig):
     if split == "train" and _hash_below(expr, b"short:", 1000 * cfg.short_fraction):
         return solve_short(numbers, ops)
-    return (solve_chain if cfg.style == "chain" else solve)(numbers, ops)
+    return {"chain": solve_chain, "aligned": solve_aligned, "columns": solve}[cfg.style](numbers, ops)
 
 
 def generate(cfg: SyntheticTaskConfig) -> dict[str, list[dict]]:

@@ -12,7 +12,7 @@ from r1mega.data.config import DataConfig
 from r1mega.data.loaders import load_split
 from r1mega.data.sampler import EpochSampler, rank_slice
 from r1mega.data.sft import collate, collate_packed, pack, tokenize_sft
-from r1mega.data.synthetic import SyntheticTaskConfig, generate, solve, solve_chain
+from r1mega.data.synthetic import SyntheticTaskConfig, generate, solve, solve_aligned, solve_chain
 from r1mega.data.tokenizer import load_tokenizer
 
 
@@ -70,7 +70,33 @@ def test_short_fraction_writes_short_cot_in_train_only():
     assert generate(cfg) == splits
 
 
-@pytest.mark.parametrize("field,value", [("style", "words"), ("short_fraction", 1.5)])
+def test_aligned_lines_keep_one_token_length(tok):
+    text, value = solve_aligned([4, 3, 0, 0, 2], ["-", "-", "+", "+"])
+    assert value == 3
+    assert text.split("\n") == ["4 - 3 - 0 + 0 + 2", "   1 - 0 + 0 + 2", "      1 + 0 + 2", "         1 + 2",
+                                 "            3"]
+    # the point of the style: each running value sits, in tokens, under the operand it absorbed
+    assert {len(tok.tokenize(line)) for line in text.split("\n")} == {13}
+
+
+def test_max_value_keeps_every_running_value_in_range():
+    cfg = SyntheticTaskConfig(num_train=400, num_test=20, max_digits=1, min_terms=5, max_terms=5,
+                              max_value=4, style="chain")
+    splits = generate(cfg)
+    for rec in splits["train"] + splits["test"]:
+        terms = rec["prompt"].removeprefix("Compute ").rstrip(".").split()
+        value, seen = int(terms[0]), [int(terms[0])]
+        for op, n in zip(terms[1::2], terms[2::2]):
+            value = value + int(n) if op == "+" else value - int(n)
+            seen.append(value)
+        assert all(0 <= v <= 4 for v in seen), rec["prompt"]
+        assert rec["answer"] == str(value)
+    # without the cap the same draw reaches values above 4
+    free = generate(dataclasses.replace(cfg, max_value=None))["train"]
+    assert max(int(r["answer"]) for r in free) > 4
+
+
+@pytest.mark.parametrize("field,value", [("style", "words"), ("short_fraction", 1.5), ("max_value", 0)])
 def test_synthetic_rejects_bad_options(field, value):
     with pytest.raises(ValueError, match=f"data.synthetic.{field}"):
         SyntheticTaskConfig(**{field: value}).validate()
