@@ -48,6 +48,9 @@ class EvalConfig:
     """Reward route of benchmark records that name none (math = math-verify equivalence)."""
     max_questions: int = 0
     """Evaluate only the first N questions; 0 = all."""
+    save_samples: bool = False
+    """Also write every sampled and greedy response with its score to ``eval_samples.jsonl``
+    (RL stages: ``eval_samples_before.jsonl`` / ``eval_samples_after.jsonl``) in the run dir."""
 
     def validate(self, prefix: str = "evaluation") -> None:
         if self.format not in FORMATS:

@@ -46,8 +46,11 @@ def _extract(text: str):
 
 
 def evaluate(engine, tokenizer, records: list[dict], template: str, rewarder, k: int,
-             temperature: float, top_p: float, max_tokens: int, seed: int = 0, dp_group=None) -> dict:
-    """Metrics over ``records`` (each needs prompt, answer, data_source)."""
+             temperature: float, top_p: float, max_tokens: int, seed: int = 0, dp_group=None,
+             keep_samples: bool = False) -> dict:
+    """Metrics over ``records`` (each needs prompt, answer, data_source). With ``keep_samples``
+    the result also holds ``samples``: one dict per response (question id, prompt, answer,
+    completion, score, greedy flag), in question order over all ranks."""
     rank = dist.get_rank(dp_group) if dist.is_initialized() else 0
     world = dist.get_world_size(dp_group) if dist.is_initialized() else 1
     mine = records[rank::world]
@@ -70,13 +73,21 @@ def evaluate(engine, tokenizer, records: list[dict], template: str, rewarder, k:
             "greedy": scores[len(mine) * k + i] > 0.5,
             "length": mean(len(g.token_ids) for g in sampled[i * k : (i + 1) * k]),
         })
+        if keep_samples:
+            outs = [(g, a, False) for g, a in zip(sampled[i * k : (i + 1) * k], acc)]
+            outs.append((greedy[i], scores[len(mine) * k + i], True))
+            rows[-1]["samples"] = [{"id": r.get("id", i), "prompt": r["prompt"], "answer": r["answer"],
+                                    "completion": g.text, "score": s, "greedy": is_greedy}
+                                   for g, s, is_greedy in outs]
     if world > 1:
         gathered = [None] * world
         dist.all_gather_object(gathered, rows, group=dp_group)
         rows = [row for part in gathered for row in part]
     if not rows:
         raise ValueError("evaluation got no questions")
+    samples = {"samples": [s for r in rows for s in r["samples"]]} if keep_samples else {}
     return {
+        **samples,
         "n_questions": len(rows), "k": k,
         "pass@1": mean(r["acc"] for r in rows),
         f"pass@{k}": mean(pass_at_k(k, r["correct"], k) for r in rows),
@@ -84,3 +95,12 @@ def evaluate(engine, tokenizer, records: list[dict], template: str, rewarder, k:
         "greedy": mean(float(r["greedy"]) for r in rows),
         "mean_response_length": mean(r["length"] for r in rows),
     }
+
+
+def write_samples(path, samples: list[dict]) -> None:
+    """The ``samples`` of :func:`evaluate` as JSONL, written atomically."""
+    import json
+
+    from r1mega.training.checkpoint import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(s) + "\n" for s in samples))

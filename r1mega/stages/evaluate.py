@@ -19,7 +19,7 @@ import json
 from r1mega.config.schema import R1Config
 from r1mega.data.tokenizer import load_tokenizer
 from r1mega.eval.benchmarks import eval_records
-from r1mega.eval.runner import evaluate
+from r1mega.eval.runner import evaluate, write_samples
 from r1mega.parallel.dims import ParallelDims
 from r1mega.stages import common
 from r1mega.training import checkpoint as ckpt
@@ -52,13 +52,17 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
         result = evaluate(engine, tokenizer, records, cfg.data.template, rewarder, cfg.rollout.eval_k,
                           cfg.rollout.eval_temperature, cfg.rollout.eval_top_p,
                           cfg.rollout.eval_max_tokens or cfg.rollout.max_tokens,
-                          seed=cfg.trainer.seed + 17, dp_group=ps.get_data_parallel_group())
+                          seed=cfg.trainer.seed + 17, dp_group=ps.get_data_parallel_group(),
+                          keep_samples=cfg.evaluation.save_samples)
+    samples = result.pop("samples", None)
     result["checkpoint"] = cfg.trainer.init_from
     result["questions_from"] = list(map(str, cfg.evaluation.files)) or f"data ({cfg.data.source}) test split"
     result["sampling"] = {"temperature": cfg.rollout.eval_temperature, "top_p": cfg.rollout.eval_top_p,
                           "max_tokens": cfg.rollout.eval_max_tokens or cfg.rollout.max_tokens}
     if common.is_logging_rank():
         atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
+        if samples is not None:
+            write_samples(run_dir / "eval_samples.jsonl", samples)
         write_summary(run_dir, {"stage": cfg.stage.label or "eval", "eval": result})
     common.finish()
     return result

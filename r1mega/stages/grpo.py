@@ -28,7 +28,7 @@ from r1mega.data.loaders import load_split
 from r1mega.data.sampler import EpochSampler, rank_slice
 from r1mega.data.templates import render_prompt
 from r1mega.data.tokenizer import load_tokenizer
-from r1mega.eval.runner import accuracy_of, evaluate
+from r1mega.eval.runner import accuracy_of, evaluate, write_samples
 from r1mega.parallel.dims import ParallelDims
 from r1mega.rl import advantages as adv_mod
 from r1mega.rl import replay
@@ -148,9 +148,13 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
     def run_eval(tag: str) -> dict:
         result = evaluate(engine, tokenizer, test, cfg.data.template, rewarder, cfg.rollout.eval_k,
                           cfg.rollout.eval_temperature, cfg.rollout.eval_top_p, eval_max,
-                          seed=cfg.trainer.seed + 17, dp_group=dp_group)
+                          seed=cfg.trainer.seed + 17, dp_group=dp_group,
+                          keep_samples=cfg.evaluation.save_samples)
+        samples = result.pop("samples", None)
         if common.is_logging_rank():
             write_summary(run_dir, {f"eval_{tag}": result})
+            if samples is not None:
+                write_samples(run_dir / f"eval_samples_{tag}.jsonl", samples)
         return result
 
     before = run_eval("before") if start_step == 0 else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from r1mega.eval.metrics import cluster_answers, majority_correct, pass_at_k
@@ -86,3 +88,24 @@ def test_evaluate_pass1_consk_greedy_by_hand(rewarder):
     assert out["pass@4"] == pytest.approx(1.0)
     assert out["cons@4"] == pytest.approx(0.5)
     assert out["greedy"] == pytest.approx(0.5)
+
+
+def test_evaluate_keeps_every_response_with_its_score_when_asked(rewarder, tmp_path):
+    from r1mega.eval.runner import write_samples
+
+    records = [{"id": "a", "prompt": "q1", "answer": "1/2", "data_source": "math"},
+               {"id": "b", "prompt": "q2", "answer": "7", "data_source": "math"}]
+    sampled = [_boxed("0.5"), _boxed("2"), _boxed("7"), "no answer"]
+    greedy = [_boxed("3"), _boxed("7")]
+    plain = evaluate(ScriptedEngine(sampled, greedy), _Tok(), records, "plain", rewarder, 2, 0.6, 0.95, 16)
+    assert "samples" not in plain
+    out = evaluate(ScriptedEngine(sampled, greedy), _Tok(), records, "plain", rewarder, 2, 0.6, 0.95, 16,
+                   keep_samples=True)
+    got = [(s["id"], s["completion"], s["score"], s["greedy"]) for s in out["samples"]]
+    assert got == [("a", sampled[0], 1.0, False), ("a", sampled[1], 0.0, False), ("a", greedy[0], 0.0, True),
+                   ("b", sampled[2], 1.0, False), ("b", sampled[3], 0.0, False), ("b", greedy[1], 1.0, True)]
+    # the metrics do not change when samples are kept
+    assert {k: v for k, v in out.items() if k != "samples"} == plain
+    write_samples(tmp_path / "s.jsonl", out["samples"])
+    lines = (tmp_path / "s.jsonl").read_text().splitlines()
+    assert [json.loads(line)["completion"] for line in lines] == [g[1] for g in got]
