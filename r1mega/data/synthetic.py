@@ -20,6 +20,16 @@ what a tiny model can follow (every line copies the tail of the line above)::
     </think>
     The answer is \\boxed{7}.
 
+The ``aligned`` style is the chain with each line indented by the terms already consumed, so
+every line has the same number of tokens: each token copies the one a line above, and each
+running value sits under the operand it absorbed (``max_value`` keeps those values one digit)::
+
+    4 - 3 - 0 + 0 + 2
+       1 - 0 + 0 + 2
+          1 + 0 + 2
+             1 + 2
+                3
+
 The answer is exact, so rewards are rules, as in the paper.
 
 **Long and short CoT.** Cold-start data is a mix of sources, and R1's RL learns to think
@@ -28,8 +38,10 @@ at toy scale: that share of the *train* responses is short CoT, the expression a
 on one line (``9 + 1 - 3 = 7``), skipping the intermediate results. A model fine-tuned on the
 mix has two habits, and GRPO has to discover which one pays. Which habit is more accurate is
 not fixed by the task: on 3-term 1-digit sums the tiny model answers in one line as well as
-in steps when it gets as much data for it (docs/results/2026-11-24-cpu-grpo-learning.md);
-long pays on problems it has not memorised when the long habit is the better trained one.
+in steps when it gets as much data for it (docs/results/2026-11-24-cpu-grpo-learning.md). On
+5-term sums with running values in [0, 4] (``aligned``), the one-line answer stays near chance
+while the steps become exact, and GRPO learns to think in steps
+(docs/results/2026-12-04-cpu-grpo-learns.md).
 The test split always carries long solutions.
 
 Generation is a pure function of the config: the same seed gives the same problems on every
