@@ -50,7 +50,8 @@ def evaluate(engine, tokenizer, records: list[dict], template: str, rewarder, k:
              keep_samples: bool = False) -> dict:
     """Metrics over ``records`` (each needs prompt, answer, data_source). With ``keep_samples``
     the result also holds ``samples``: one dict per response (question id, prompt, answer,
-    completion, score, greedy flag), in question order over all ranks."""
+    completion, score, greedy flag): k sampled then the greedy one per question, questions in
+    the order of the gathered rows (rank 0's share first)."""
     rank = dist.get_rank(dp_group) if dist.is_initialized() else 0
     world = dist.get_world_size(dp_group) if dist.is_initialized() else 1
     mine = records[rank::world]
