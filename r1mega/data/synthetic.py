@@ -107,9 +107,6 @@ class SyntheticTaskConfig:
             raise ValueError(f"{prefix}.max_value={self.max_value} must be a positive integer or null")
 
 
-STYLES = ("columns", "chain", "aligned")
-
-
 def _columns_add(a: int, b: int) -> str:
     da, db = str(a)[::-1], str(b)[::-1]
     steps, carry = [], 0
@@ -152,27 +149,28 @@ def _apply(value: int, op: str, n: int) -> int:
     return value + n if op == "+" else value - n
 
 
-def solve_chain(numbers: list[int], ops: list[str]) -> tuple[str, int]:
-    """Rewrite the expression after each operation, one line per step, and the final value."""
-    lines = [_expression(numbers, ops)]
+def _chain_steps(numbers: list[int], ops: list[str]) -> list[str]:
+    """The remaining expression after each operation (the first entry is the whole one)."""
+    steps = [_expression(numbers, ops)]
     while ops:
         numbers = [_apply(numbers[0], ops[0], numbers[1])] + numbers[2:]
         ops = ops[1:]
-        lines.append("= " + _expression(numbers, ops))
-    return "\n".join(lines), numbers[0]
+        steps.append(_expression(numbers, ops))
+    return steps
+
+
+def solve_chain(numbers: list[int], ops: list[str]) -> tuple[str, int]:
+    """Rewrite the expression after each operation, one line per step, and the final value."""
+    steps = _chain_steps(numbers, ops)
+    return "\n".join([steps[0]] + ["= " + s for s in steps[1:]]), int(steps[-1])
 
 
 def solve_aligned(numbers: list[int], ops: list[str]) -> tuple[str, int]:
-    """The chain with each line indented by the terms already consumed, so every line has the
-    same number of tokens and each running value sits under the operand it absorbed."""
-    lines = [_expression(numbers, ops)]
-    consumed = 0
-    while ops:
-        numbers = [_apply(numbers[0], ops[0], numbers[1])] + numbers[2:]
-        ops = ops[1:]
-        consumed += 1
-        lines.append(" " * (3 * consumed) + _expression(numbers, ops))
-    return "\n".join(lines), numbers[0]
+    """The chain with each line indented by the terms already consumed (3 spaces each), so
+    every line has the same number of tokens and each running value sits under the operand it
+    absorbed."""
+    steps = _chain_steps(numbers, ops)
+    return "\n".join(" " * (3 * i) + s for i, s in enumerate(steps)), int(steps[-1])
 
 
 def solve_short(numbers: list[int], ops: list[str]) -> tuple[str, int]:
@@ -196,6 +194,10 @@ def solve(numbers: list[int], ops: list[str]) -> tuple[str, int]:
 
 def format_response(reasoning: str, answer: int) -> str:
     return f"<think>\n{reasoning}\n</think>\nThe answer is \\boxed{{{answer}}}."
+
+
+_SOLVERS = {"columns": solve, "chain": solve_chain, "aligned": solve_aligned}
+STYLES = tuple(_SOLVERS)
 
 
 def _draw(rng: random.Random, cfg: SyntheticTaskConfig) -> tuple[list[int], list[str]]:
@@ -228,7 +230,7 @@ def _is_test(question: str, per_mille: int) -> bool:
 def _reasoning(numbers: list[int], ops: list[str], expr: str, split: str, cfg: SyntheticTaskConfig):
     if split == "train" and _hash_below(expr, b"short:", 1000 * cfg.short_fraction):
         return solve_short(numbers, ops)
-    return {"chain": solve_chain, "aligned": solve_aligned, "columns": solve}[cfg.style](numbers, ops)
+    return _SOLVERS[cfg.style](numbers, ops)
 
 
 def generate(cfg: SyntheticTaskConfig) -> dict[str, list[dict]]:

@@ -37,4 +37,4 @@ def test_split_counts_sampled_responses_only(tmp_path, capsys):
     assert "| 3 | 0.333 | 0.667 | 0.500 | 0.333 | 0.000 |" in capsys.readouterr().out
     f.write_text("{}\nnot json\n")
     assert habits.main([str(f)]) == 2
-    assert f"{f}:2: not JSON" in capsys.readouterr().err
+    assert f"samples file: {f}:2: invalid JSON" in capsys.readouterr().err

@@ -17,7 +17,6 @@ same responses pass@1 averages.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -41,13 +40,9 @@ def split(samples: list[dict]) -> dict:
 
 
 def read(path: Path) -> list[dict]:
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
-    return rows
+    from r1mega.data.jsonl import json_lines
+
+    return [row for _, row in json_lines(path, "samples file")]
 
 
 def main(argv=None) -> int:
