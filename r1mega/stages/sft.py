@@ -99,7 +99,8 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
     check_vocab(tokenizer, cfg)
     units, data_stats = build_units(cfg, tokenizer)
     gbs, dp = cfg.trainer.global_batch_size, dims.dp
-    sampler = EpochSampler(len(units), gbs, cfg.trainer.seed, cfg.data.shuffle)
+    lengths = [len(u.ids) for u in units] if cfg.data.group_by_length else None
+    sampler = EpochSampler(len(units), gbs, cfg.trainer.seed, cfg.data.shuffle, lengths)
     tm = build_train_model(cfg.model, dims, cfg.optim, cfg.trainer, cfg.parallel.distributed_optimizer)
     ckpt_dir = common.checkpoint_dir(cfg)
     start_step = 0

@@ -60,3 +60,22 @@ def test_packed_mask_blocks_cross_document_attention():
     got = _module(0.5)(q, k, v, None, packed_seq_params=P())
     want = reference(q.double(), k.double(), v.double(), m.tolist(), 0.5)
     assert torch.allclose(got.double(), want, atol=1e-5)
+
+
+def test_one_query_decode_matches_reference_and_full_sequence():
+    """The KV-cache decode path (one new query, every cached key) with grouped query heads:
+    query head h reads kv head h // (heads / kv_heads), as repeat_interleave would map it."""
+    torch.manual_seed(2)
+    heads, kv_heads, sk = 4, 2, 7
+    q = torch.randn(sk, 3, heads, 12)
+    k, v = torch.randn(sk, 3, kv_heads, 12), torch.randn(sk, 3, kv_heads, 5)
+    scale = 0.37
+    m = _module(scale)
+    got = m(q[-1:], k, v, None)  # decode: the last position's query alone
+    full = m(q, k, v, None)  # prefill of the whole sequence (SDPA path)
+    rep = heads // kv_heads
+    kk, vv = k.repeat_interleave(rep, dim=2), v.repeat_interleave(rep, dim=2)
+    want = reference(q[-1:].double(), kk.double(), vv.double(), [[True] * sk], scale)
+    assert got.shape == (1, 3, heads * 5)
+    assert torch.allclose(got.double(), want, atol=1e-5)  # fp32 softmax of O(1) logits
+    assert torch.allclose(got, full[-1:], atol=1e-6)

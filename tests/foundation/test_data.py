@@ -164,6 +164,32 @@ def test_sampler_resumes_exactly():
         EpochSampler(50, 16, seed=3).load_state_dict(b.state_dict())
 
 
+def test_length_grouped_batches_cover_the_epoch_and_pad_less():
+    """group_by_length: every sample once per epoch in full batches of similar length (two
+    length classes, as in the cold-start data), batch order shuffled, resume exact."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = [31 if torch.rand(1, generator=gen) < 0.5 else 100 for _ in range(1000)]
+    a = EpochSampler(1000, 16, seed=5, lengths=lengths)
+    epoch = [a.next_batch() for _ in range(1000 // 16)]
+    flat = [i for b in epoch for i in b]
+    assert len(flat) == len(set(flat)) == 1000 // 16 * 16  # the short tail (8 samples) is dropped
+    # A mega-batch of 800 sorted samples mixes the two lengths in at most one batch of 16.
+    mixed = [b for b in epoch if len({lengths[i] for i in b}) > 1]
+    assert len(mixed) <= 2
+    padded = sum(16 * max(lengths[i] for i in b) for b in epoch)
+    assert padded < 0.7 * len(epoch) * 16 * 100  # vs always padding to the longest sample
+    shorts = [i for i, b in enumerate(epoch) if lengths[b[0]] == 31]
+    assert shorts != list(range(len(shorts)))  # not all short batches first: the order is shuffled
+    b = EpochSampler(1000, 16, seed=5, lengths=lengths)
+    for _ in range(70):  # into the second epoch
+        b.next_batch()
+    c = EpochSampler(1000, 16, seed=5, lengths=lengths)
+    c.load_state_dict(b.state_dict())
+    assert c.next_batch() == b.next_batch()
+    with pytest.raises(ValueError, match="data.pack and data.group_by_length"):
+        DataConfig(pack=True, group_by_length=True).validate()
+
+
 def test_packing_keeps_every_sample_and_marks_boundaries(tok):
     recs = generate(SyntheticTaskConfig(num_train=20, num_test=1))["train"]
     samples = [tokenize_sft(r, tok, "chat", 128) for r in recs]
