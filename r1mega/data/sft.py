@@ -4,7 +4,7 @@ A sample is ``prompt tokens + response tokens + EOS``; only response tokens and 
 loss (``loss_mask``). Inputs and labels are the usual one-token shift of the same ids.
 
 Without packing, a micro-batch pads its samples to a common length (the longest sample rounded
-up to 16, or ``seq_length`` under pipeline parallelism, whose send/recv buffers need a fixed
+up to ``ParallelDims.pad_multiple``, or ``seq_length`` under pipeline parallelism, whose send/recv buffers need a fixed
 shape). With packing, samples are laid end to end in rows of ``seq_length``; each sample keeps
 its own positions (restarting at 0) and attention never crosses a sample boundary
 (``PackedSeqParams`` with cumulative lengths), so the loss of a packed batch equals the loss of
@@ -52,9 +52,10 @@ def _round_up(n: int, multiple: int) -> int:
     return (n + multiple - 1) // multiple * multiple
 
 
-def collate(samples: list[Sample], pad_id: int, fixed_length: int | None = None) -> dict:
-    """Pad ``samples`` into tensors ``tokens, labels, loss_mask, position_ids`` of shape [b, s]."""
-    length = fixed_length or _round_up(max(len(s.ids) - 1 for s in samples), 16)
+def collate(samples: list[Sample], pad_id: int, fixed_length: int | None = None, multiple: int = 16) -> dict:
+    """Pad ``samples`` into tensors ``tokens, labels, loss_mask, position_ids`` of shape [b, s]:
+    ``s`` is ``fixed_length``, or the longest sample rounded up to ``multiple``."""
+    length = fixed_length or _round_up(max(len(s.ids) - 1 for s in samples), multiple)
     b = len(samples)
     tokens = torch.full((b, length), pad_id, dtype=torch.long)
     labels = torch.full((b, length), pad_id, dtype=torch.long)

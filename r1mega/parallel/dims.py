@@ -8,6 +8,8 @@ turns each into one message that names the config keys, before any process group
 
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass
 
@@ -35,6 +37,14 @@ class ParallelDims:
     @property
     def expert_dp(self) -> int:
         return self.world_size // (self.pp * self.ep * self.etp)
+
+    def pad_multiple(self, on_gpu: bool) -> int:
+        """What a padded batch's sequence length rounds up to. Sequence parallelism splits the
+        sequence over the TP ranks, context parallelism into 2 * cp chunks; on GPU also 16, for
+        tensor-core and FP8 GEMM shapes. On CPU nothing more: rounding the tiny pipeline's
+        101-token rows up to 112 spent 11% of its training compute on padding."""
+        multiple = math.lcm(self.tp if self.sequence_parallel else 1, 2 * self.cp if self.cp > 1 else 1)
+        return math.lcm(multiple, 16) if on_gpu else multiple
 
     @classmethod
     def resolve(

@@ -18,6 +18,7 @@ Tunables live in ``pipeline.vars`` and are referenced with OmegaConf interpolati
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -63,6 +64,10 @@ class PipelineConfig:
     """Evaluation table: model label -> 'step:summary_key' holding its eval (e.g. 'r1_zero:eval_after')."""
     nproc: int = 1
     """Processes per stage step (torchrun --nproc-per-node when > 1)."""
+    launcher: str = "exec"
+    """How a stage step starts: 'exec' (a new r1mega-train process, torchrun when nproc > 1) or
+    'fork' (ranks forked from the orchestrator, which imports the heavy modules once; CPU runs
+    only, see r1mega/pipeline/forked.py)."""
     extra_sft_files: List[str] = field(default_factory=list)
     """The user's non-reasoning SFT data (JSONL with prompt/response) mixed in by 'mix' steps."""
     extra_sft_ratio: float = 0.0
@@ -95,6 +100,10 @@ class PipelineConfig:
                                  f"(r1mega-train pipeline={self.name} {prefix}.vars.{key}=...)")
         if self.nproc < 1:
             raise ValueError(f"{prefix}.nproc must be >= 1, got {self.nproc}")
+        if self.launcher not in ("exec", "fork"):
+            raise ValueError(f"{prefix}.launcher={self.launcher!r} is not one of exec, fork")
+        if self.launcher == "fork" and not hasattr(os, "fork"):
+            raise ValueError(f"{prefix}.launcher=fork needs a system with fork(); use launcher=exec")
         if not 0 <= self.extra_sft_ratio < 1:
             raise ValueError(f"{prefix}.extra_sft_ratio={self.extra_sft_ratio} must be in [0, 1)")
         if self.extra_sft_ratio > 0 and not self.extra_sft_files:

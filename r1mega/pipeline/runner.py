@@ -4,7 +4,8 @@
     r1mega-train pipeline=r1 model=...    # another pipeline; extra overrides reach every step
     r1mega-train hydra.run.dir=runs/try2 pipeline.vars.cold_start_steps=300
 
-Each stage step is a separate ``r1mega-train`` process (torchrun with ``pipeline.nproc`` > 1)
+Each stage step is a separate ``r1mega-train`` process (torchrun with ``pipeline.nproc`` > 1;
+forked from this one with ``pipeline.launcher=fork``, r1mega/pipeline/forked.py)
 that composes its own configuration and writes its own run directory
 ``<pipeline dir>/<step>``; this process only starts them, waits, and writes
 ``<step>/DONE.json`` when one succeeds. Rerunning the same command after a crash or a kill
@@ -27,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from r1mega.pipeline import preflight, report, state, steps
+from r1mega.pipeline import forked, preflight, report, state, steps
 from r1mega.pipeline.config import PipelineConfig, StepConfig
 from r1mega.pipeline.mixing import mix_sft
 from r1mega.training.checkpoint import atomic_write_text
@@ -60,10 +61,17 @@ def run_step(pcfg: PipelineConfig, step: StepConfig, pipeline_dir: Path, args: l
         _say(f"{step.name}: {manifest['reasoning']} reasoning + {manifest['extra']} non-reasoning records"
              + (f", repeated to {manifest['records']}" if manifest["repeated_to_min_records"] else ""))
         return
-    cmd = steps.command(args, step_dir, step.nproc or pcfg.nproc)
-    _say(" ".join(cmd))
+    nproc = step.nproc or pcfg.nproc
+    on_start = _die_with_parent if sys.platform == "linux" else None
     try:
-        code = subprocess.run(cmd, preexec_fn=_die_with_parent if sys.platform == "linux" else None).returncode
+        if pcfg.launcher == "fork":
+            argv = steps.stage_argv(args, step_dir)
+            _say(f"fork {nproc} x r1mega-train {' '.join(argv)}")
+            code = forked.run(argv, nproc, steps.free_port(), on_start or (lambda: None))
+        else:
+            cmd = steps.command(args, step_dir, nproc)
+            _say(" ".join(cmd))
+            code = subprocess.run(cmd, preexec_fn=on_start).returncode
     except KeyboardInterrupt:
         _say(f"interrupted during step {step.name!r}; rerun the same command to resume")
         raise SystemExit(130) from None
@@ -89,6 +97,8 @@ def run_pipeline(cfg, cli_overrides: list) -> dict:
              "there (retune it through pipeline.vars)")
     status: dict = {}
     t0 = time.perf_counter()
+    if pcfg.launcher == "fork":
+        forked.warm_up()
     for i, (step, args) in enumerate(plan, start=1):
         step_dir = pipeline_dir / step.name
         done = state.read_done(step_dir)

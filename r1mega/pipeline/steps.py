@@ -81,17 +81,22 @@ def mix_inputs(pcfg: PipelineConfig, step: StepConfig, pipeline_dir: Path) -> li
     return [substitute(p, pipeline_dir, names) for p in step.inputs]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+def stage_argv(overrides: list, step_dir: Path) -> list:
+    """The ``r1mega-train`` arguments of one stage step."""
+    return [*overrides, f"hydra.run.dir={step_dir}"]
+
+
 def command(overrides: list, step_dir: Path, nproc: int) -> list:
-    """The argv that runs one stage step."""
+    """The argv that runs one stage step as a new process (``pipeline.launcher=exec``)."""
     if nproc > 1:
         head = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-                "--master-port", str(_free_port()), "-m", "r1mega.cli.train"]
+                "--master-port", str(free_port()), "-m", "r1mega.cli.train"]
     else:
         head = [sys.executable, "-m", "r1mega.cli.train"]
-    return [*head, *overrides, f"hydra.run.dir={step_dir}"]
+    return [*head, *stage_argv(overrides, step_dir)]

@@ -182,7 +182,8 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
             replay.record_step(cfg.rollout.record_dir, step, batch, prompts, gens, rewards, comps, G, dp_group)
         # One row length on every rank: pipeline stages exchange [length, mbs, hidden] tensors,
         # and results do not depend on the DP size (padding positions pass the MoE routers).
-        rollout = build_rollout(gens, tokenizer.pad_token_id, agreed_length(gens))
+        rollout = build_rollout(gens, tokenizer.pad_token_id,
+                                agreed_length(gens, dims.pad_multiple(torch.cuda.is_available())))
         if rl.overlong == "penalty":
             rewards = rewards + adv_mod.overlong_penalty(rollout.lengths, cfg.rollout.max_tokens,
                                                          rl.overlong_buffer_len, rl.overlong_penalty_factor)

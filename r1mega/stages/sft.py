@@ -52,12 +52,13 @@ def build_units(cfg: R1Config, tokenizer) -> tuple[list, dict]:
     return samples, stats
 
 
-def make_batches(cfg: R1Config, units: list, indices: list, pad_id: int, fixed_len: int | None) -> list:
+def make_batches(cfg: R1Config, units: list, indices: list, pad_id: int, fixed_len: int | None,
+                 multiple: int = 16) -> list:
     mbs = cfg.trainer.micro_batch_size
     groups = [indices[i : i + mbs] for i in range(0, len(indices), mbs)]
     if cfg.data.pack:
         return [collate_packed([units[j] for j in g], pad_id, cfg.data.seq_length) for g in groups]
-    return [collate([units[j] for j in g], pad_id, fixed_len) for g in groups]
+    return [collate([units[j] for j in g], pad_id, fixed_len, multiple) for g in groups]
 
 
 def sft_forward_step(scale: float):
@@ -122,7 +123,8 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
     t0 = time.perf_counter()
     for step in range(start_step + 1, cfg.trainer.max_steps + 1):
         indices = rank_slice(sampler.next_batch(), ps.get_data_parallel_rank(), dp)
-        batches = make_batches(cfg, units, indices, tokenizer.pad_token_id, fixed_len)
+        batches = make_batches(cfg, units, indices, tokenizer.pad_token_id, fixed_len,
+                               dims.pad_multiple(torch.cuda.is_available()))
         loss_tokens = global_sum(sum(float(b["loss_mask"].sum()) for b in batches))
         fwd = sft_forward_step(scale_for_megatron(nmb, dp) / loss_tokens)
         m = train_step(tm, fwd, batches, seq_len, mbs_arg)

@@ -45,6 +45,16 @@ def test_valid_layout_resolves_dp_and_sp():
 
 
 @pytest.mark.parametrize(
+    "layout,world,cpu,gpu",
+    [({}, 1, 1, 16), ({"tp": 2}, 2, 2, 16), ({"tp": 3}, 3, 3, 48), ({"cp": 2}, 2, 4, 16)],
+)
+def test_pad_multiple_follows_the_layout_and_the_device(layout, world, cpu, gpu):
+    """SP splits the sequence over TP, CP into 2*cp chunks, GPU GEMMs want multiples of 16."""
+    dims = ParallelDims.resolve(ParallelConfig(**layout), world)
+    assert (dims.pad_multiple(on_gpu=False), dims.pad_multiple(on_gpu=True)) == (cpu, gpu)
+
+
+@pytest.mark.parametrize(
     "mutate,needle",
     [
         (lambda c: setattr(c.model, "family", "gpt2"), "model.family='gpt2'"),
