@@ -12,6 +12,14 @@ composes, validates and logs exactly as before; only the import cost is gone.
 As with torchrun, the first rank that fails stops the others, and the step's exit code is
 that rank's. A rank gets SIGKILL if the orchestrator dies.
 
+A forked rank must end with ``os._exit``: a normal exit would run the exit handlers it inherited
+from the orchestrator. But ``os._exit`` also skips the handler of ``multiprocessing`` that stops
+helper processes, and Megatron-Core's checkpoint writer starts one (a manager server for its
+results queue). Left alive, that helper keeps its memory and holds the step's stdout open, so a
+caller reading the pipeline's output through a pipe would wait forever. :func:`_exit` therefore
+runs the ``multiprocessing`` shutdown itself, exactly what an exec'd rank's interpreter runs
+when it exits, and only then calls ``os._exit``.
+
 Forking is for CPU runs (the tiny pipeline): the orchestrator never touches CUDA, but forking
 a process that holds NCCL or CUDA state is not safe in general, so multi-GPU pipelines keep
 ``launcher=exec`` (a torchrun per step), the default.
@@ -83,12 +91,22 @@ def run(argv: list, nproc: int, port: int, on_start=lambda: None) -> int:
     for rank in range(nproc):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns
-            code = _child(argv, _rank_env(rank, nproc, port), on_start)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            _exit(_child(argv, _rank_env(rank, nproc, port), on_start))
         pids.append(pid)
     return _wait(pids)
+
+
+def _exit(code: int) -> None:  # pragma: no cover - runs in the fork
+    """End a forked rank: stop its multiprocessing helpers, flush, ``os._exit(code)``."""
+    try:
+        import multiprocessing.util
+
+        multiprocessing.util._exit_function()  # the atexit hook of multiprocessing (stable since 2.6)
+    except BaseException:  # noqa: BLE001 - the exit code matters more than a cleanup failure
+        traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _wait(pids: list) -> int:
