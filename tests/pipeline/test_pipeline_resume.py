@@ -33,10 +33,12 @@ def env() -> dict:
     return dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
 
 
-def test_kill_mid_stage_then_rerun_skips_finished_stages(tmp_path):
+@pytest.mark.parametrize("launcher", ["exec", "fork"])
+def test_kill_mid_stage_then_rerun_skips_finished_stages(tmp_path, launcher):
     run = tmp_path / "pipe"
     # The user's non-reasoning data make up a third of the SFT round's data.
-    mix = [f"pipeline.extra_sft_files=[{user_sft_data(tmp_path / 'general.jsonl')}]", "pipeline.extra_sft_ratio=0.3333"]
+    mix = [f"pipeline.extra_sft_files=[{user_sft_data(tmp_path / 'general.jsonl')}]", "pipeline.extra_sft_ratio=0.3333",
+           f"pipeline.launcher={launcher}"]
     proc = subprocess.Popen(pipeline_cmd(run, *mix), cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     marker = run / "sft" / "checkpoints" / "iter_0000002" / "r1mega.json"
