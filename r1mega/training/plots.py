@@ -18,7 +18,7 @@ def plot_curves(history: list[dict], keys: list[str], path: str | Path, title: s
     fig, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3.2), squeeze=False)
     for ax, key in zip(axes[0], present):
         pts = [(r["step"], r[key]) for r in history if isinstance(r.get(key), (int, float))]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.5)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.5, marker="o" if len(pts) <= 20 else None, ms=4)
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
