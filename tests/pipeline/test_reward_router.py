@@ -59,9 +59,13 @@ def test_batched_scores_equal_one_at_a_time(scorer):
 def test_completion_scope_and_scale(rm_dir):
     s = RewardModelScorer(rm_dir, RewardModelConfig(scope="completion", scale=2.0))
     base = RewardModelScorer(rm_dir, RewardModelConfig(scope="completion"))
-    x, y = s.score(["p", "p"], ["<think>a</think> Same.", "<think>b b b</think> Same."])
-    assert x != y
-    assert x == pytest.approx(2.0 * base.score(["p"], ["<think>a</think> Same."])[0])
+    batch = ["<think>a</think> Same.", "<think>b b b</think> Same."]
+    x, y = s.score(["p", "p"], batch)
+    assert x != y  # completion scope: the reasoning differs, so the scores do
+    # Same batch for both scorers: a batch of 1 pads differently and moves float32 sums by ~1e-6
+    # relative (test_batched_scores_equal_one_at_a_time), which would blur what is checked here.
+    bx, by = base.score(["p", "p"], batch)
+    assert (x, y) == pytest.approx((2.0 * bx, 2.0 * by), rel=1e-6)
 
 
 def test_reward_model_must_have_one_label(tmp_path):
