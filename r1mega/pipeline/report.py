@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from r1mega.training.plots import draw_series
+
 
 def _summary(step_dir: Path) -> dict:
     try:
@@ -83,9 +85,7 @@ def plot(pipeline_dir: Path, step_names: list[str], evals: dict, path: Path) -> 
     flat = list(axes.flat)
     for ax, (name, rows, keys) in zip(flat, panels):
         for key in keys:
-            pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.5, label=key,
-                    marker="o" if len(pts) <= 20 else None, ms=4)  # a one-step stage still shows
+            draw_series(ax, rows, key, label=key)
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
