@@ -120,6 +120,18 @@ class GRPOConfig:
         return self.kl_beta > 0
 
     @property
+    def updates(self) -> int:
+        """Optimizer steps per rollout batch (``ppo_epochs x num_minibatches``)."""
+        return self.ppo_epochs * self.num_minibatches
+
+    @property
+    def needs_old_logp(self) -> bool:
+        """Whether the old policy's log-probs need their own forward pass: several updates per
+        batch, the mismatch correction, or KL in the reward. Otherwise the training forward's
+        detached log-probs are the old policy's."""
+        return self.updates > 1 or self.rollout_is_correction != "none" or self.kl_in_reward
+
+    @property
     def kl_in_loss(self) -> bool:
         """Whether the loss carries a β·KL term (as opposed to the reward, or nowhere)."""
         return self.kl_beta > 0 and not self.kl_in_reward

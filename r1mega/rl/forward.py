@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from r1mega.rl.batch import MicroBatch
 from r1mega.rl.config import GRPOConfig
 from r1mega.rl.logprobs import vocab_parallel_logprobs
 from r1mega.rl.losses import grpo_microbatch_loss
@@ -36,16 +37,16 @@ def masked_vocab_logits(logits: torch.Tensor, vocab_limit: int) -> torch.Tensor:
     return logits.masked_fill(ids >= vocab_limit, MASKED_LOGIT)
 
 
-def token_logprobs(model, batch: dict, temperature: float, vocab_limit: int):
-    """(logits-producing output tensor, fn(logits) -> (logp, entropy)) for one micro-batch."""
+def token_logprobs(model, batch: MicroBatch, temperature: float, vocab_limit: int):
+    """(logits-producing output, the micro-batch on the device, fn(logits) -> (logp, entropy))."""
     from megatron.core import parallel_state as ps
 
-    b = {k: v.to(_device()) for k, v in batch.items()}
-    out = model(b["tokens"], b["position_ids"], None)
+    b = batch.to(_device())
+    out = model(b.tokens, b.position_ids, None)
 
     def logp_entropy(logits):
         logits = masked_vocab_logits(logits.float(), vocab_limit)
-        return vocab_parallel_logprobs(logits, b["labels"], group=ps.get_tensor_model_parallel_group(),
+        return vocab_parallel_logprobs(logits, b.labels, group=ps.get_tensor_model_parallel_group(),
                                        temperature=temperature)
 
     return out, b, logp_entropy
@@ -59,7 +60,7 @@ def logprob_step(temperature: float, vocab_limit: int):
 
         def loss_func(logits):
             logp, _ = logp_entropy(logits)
-            return logits.sum() * 0.0, {"logp": (logp * b["mask"]).detach().cpu()}
+            return logits.sum() * 0.0, {"logp": (logp * b.mask).detach().cpu()}
 
         return out, loss_func
 
@@ -74,14 +75,13 @@ def grpo_step(cfg: GRPOConfig, temperature: float, vocab_limit: int, denominator
 
         def loss_func(logits):
             logp, entropy = logp_entropy(logits)
-            old = b["old_logp"] if "old_logp" in b else logp.detach()
+            old = b.old_logp if b.old_logp is not None else logp.detach()
             loss, metrics = grpo_microbatch_loss(
-                cfg, logp, old, b["advantages"], b["mask"], denominator,
-                ref_logp=b.get("ref_logp"), entropy=entropy, is_weights=b.get("is_weights"),
+                cfg, logp, old, b.advantages, b.mask, denominator,
+                ref_logp=b.ref_logp, entropy=entropy, is_weights=b.is_weights,
             )
             reported = {k: v.detach().float().cpu() for k, v in metrics.items() if torch.is_tensor(v) and v.numel() == 1}
             reported["loss"] = loss.detach().float().cpu()
-            reported["microbatches"] = torch.tensor(1.0)
             return loss * scale, reported
 
         return out, loss_func

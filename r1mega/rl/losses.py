@@ -53,7 +53,7 @@ assume a sequence is not split across context-parallel ranks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 import torch
 import torch.distributed as dist
@@ -355,23 +355,3 @@ def masked_max(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     if not bool(valid.any()):
         return x.new_zeros(())
     return torch.where(valid, x, torch.full_like(x, -torch.inf)).max()
-
-
-def merge_metrics(per_microbatch: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
-    """Combine :func:`grpo_token_loss` metrics of several micro-batches on one rank: token-
-    weighted means, maxima for ``*_max`` keys, sums for ``*num_tokens``. (Across DP ranks, do
-    the same after gathering, or all-reduce sums and counts.)"""
-    if not per_microbatch:
-        return {}
-    weights = [float(m["actor/num_tokens"]) for m in per_microbatch]
-    total = sum(weights)
-    merged: dict[str, float] = {}
-    for key in per_microbatch[0]:
-        values = [float(m[key]) for m in per_microbatch]
-        if key.endswith("num_tokens"):
-            merged[key] = sum(values)
-        elif key.endswith("_max"):
-            merged[key] = max(values)
-        else:
-            merged[key] = sum(v * w for v, w in zip(values, weights)) / max(total, 1.0)
-    return merged

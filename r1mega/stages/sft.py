@@ -7,29 +7,17 @@ over all data-parallel ranks, run forward/backward over the micro-batches, step,
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from r1mega.config.schema import R1Config
 from r1mega.data.loaders import load_split
 from r1mega.data.sampler import EpochSampler, rank_slice
 from r1mega.data.sft import collate, collate_packed, pack, packed_seq_params, tokenize_sft
-from r1mega.data.tokenizer import load_tokenizer
+from r1mega.parallel.comm import broadcast_from_last_stage
 from r1mega.parallel.dims import ParallelDims
-from r1mega.stages import common
-from r1mega.training import checkpoint as ckpt
-from r1mega.training.metrics import MetricsLogger, write_summary
-from r1mega.training.plots import plot_curves
+from r1mega.stages.lifecycle import StageRun
 from r1mega.training.setup import build_train_model
 from r1mega.training.step import global_sum, scale_for_megatron, train_step
-
-
-def check_vocab(tokenizer, cfg: R1Config) -> None:
-    if len(tokenizer) > cfg.model.vocab_size:
-        raise ValueError(
-            f"the tokenizer has {len(tokenizer)} tokens but model.vocab_size={cfg.model.vocab_size}"
-        )
 
 
 def build_units(cfg: R1Config, tokenizer) -> tuple[list, dict]:
@@ -95,66 +83,42 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
 
     from r1mega.models.mtp import take_mtp_losses
 
-    run_dir = common.start(cfg, dims)
-    tokenizer = load_tokenizer(cfg.data.tokenizer)
-    check_vocab(tokenizer, cfg)
-    units, data_stats = build_units(cfg, tokenizer)
+    stage = StageRun(cfg, dims)
+    units, data_stats = build_units(cfg, stage.tokenizer)
     gbs, dp = cfg.trainer.global_batch_size, dims.dp
     lengths = [len(u.ids) for u in units] if cfg.data.group_by_length else None
     sampler = EpochSampler(len(units), gbs, cfg.trainer.seed, cfg.data.shuffle, lengths)
     tm = build_train_model(cfg.model, dims, cfg.optim, cfg.trainer, cfg.parallel.distributed_optimizer)
-    ckpt_dir = common.checkpoint_dir(cfg)
-    start_step = 0
-    latest = ckpt.latest_checkpoint(ckpt_dir) if cfg.trainer.resume else None
-    if latest is not None:
-        meta = ckpt.load_checkpoint(latest, tm)
-        start_step = meta["iteration"]
+    meta = stage.resume(tm)
+    if meta is not None:
         sampler.load_state_dict(meta["data"])
-    elif cfg.trainer.init_from:
-        ckpt.init_from(cfg.trainer.init_from, tm)
-    label = cfg.stage.label or cfg.stage.name
-    logger = MetricsLogger(run_dir, label, cfg.trainer.max_steps, common.is_logging_rank(), cfg.trainer.progress)
-    logger.resume_at(start_step)
     fixed_len = cfg.data.seq_length if dims.pp > 1 else None
     nmb = dims.num_microbatches(gbs, cfg.trainer.micro_batch_size)
     seq_len = cfg.data.seq_length * (cfg.trainer.micro_batch_size if cfg.data.pack else 1)
     mbs_arg = 1 if cfg.data.pack else cfg.trainer.micro_batch_size
     first_loss = last_loss = None
-    t0 = time.perf_counter()
-    for step in range(start_step + 1, cfg.trainer.max_steps + 1):
+    for step in stage.steps():
         indices = rank_slice(sampler.next_batch(), ps.get_data_parallel_rank(), dp)
-        batches = make_batches(cfg, units, indices, tokenizer.pad_token_id, fixed_len,
+        batches = make_batches(cfg, units, indices, stage.tokenizer.pad_token_id, fixed_len,
                                dims.pad_multiple(torch.cuda.is_available()))
         loss_tokens = global_sum(sum(float(b["loss_mask"].sum()) for b in batches))
         fwd = sft_forward_step(scale_for_megatron(nmb, dp) / loss_tokens)
         m = train_step(tm, fwd, batches, seq_len, mbs_arg)
         m.update(take_mtp_losses(nmb))
-        m = common.broadcast_from_last_stage(m)
+        m = broadcast_from_last_stage(m)
         tokens = global_sum(sum(b["tokens"].numel() for b in batches))
         loss = m.get("loss", float("nan")) / scale_for_megatron(nmb, dp) * dp
         loss = global_sum(loss) / dp if ps.is_pipeline_last_stage() or dims.pp == 1 else loss
         first_loss = loss if first_loss is None else first_loss
         last_loss = loss
         if step % cfg.trainer.log_interval == 0 or step == cfg.trainer.max_steps:
-            logger.log(step, {
+            stage.log(step, {
                 "loss": loss, "lr": m["lr"], "grad_norm": m["grad_norm"],
                 "tokens_per_s": tokens / m["step_time"], "loss_tokens": loss_tokens,
                 "step_time": m["step_time"], "epoch": sampler.epoch,
                 **{k: v for k, v in m.items() if k.startswith("mtp_")},
             })
-        if step == cfg.trainer.max_steps or (cfg.trainer.save_interval and step % cfg.trainer.save_interval == 0):
-            ckpt.save_checkpoint(ckpt_dir, step, tm, {"data": sampler.state_dict(), "stage": label},
-                                 keep=cfg.trainer.keep_checkpoints)
-            tokenizer.save_pretrained(str(ckpt_dir)) if common.is_logging_rank() else None
-    logger.close()
-    summary = {
-        "stage": label, "steps": cfg.trainer.max_steps, "resumed_from": start_step,
-        "first_loss": first_loss, "final_loss": last_loss, "wall_time_s": time.perf_counter() - t0,
-        "checkpoint": str(ckpt.latest_checkpoint(ckpt_dir)), "data": data_stats,
-    }
-    if common.is_logging_rank():
-        write_summary(run_dir, summary)
-        if cfg.trainer.plots:
-            plot_curves(logger.history, ["loss", "lr", "grad_norm", "tokens_per_s"], run_dir / "sft_curves.png", label)
-    common.finish()
-    return summary
+        if stage.should_save(step):
+            stage.save(step, tm, {"data": sampler.state_dict()})
+    summary = {"first_loss": first_loss, "final_loss": last_loss, "data": data_stats}
+    return stage.finish(summary, ["loss", "lr", "grad_norm", "tokens_per_s"], curve_name="sft")

@@ -46,10 +46,12 @@ def train_step(
     microbatches: list,
     seq_length: int,
     micro_batch_size: int,
+    collect: Callable[[list], dict] | None = None,
 ) -> dict:
     """Forward/backward over ``microbatches``, optimizer step, LR step. Returns step metrics:
-    the per-micro-batch dicts returned by the loss functions (summed on the last stage),
-    grad_norm, lr, update_successful and step time."""
+    the per-micro-batch dicts returned by the loss functions, merged by ``collect`` (default:
+    summed; non-last pipeline stages get an empty list), plus grad_norm, lr,
+    update_successful and step time."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     start = time.perf_counter()
@@ -72,7 +74,7 @@ def train_step(
     ok, grad_norm, _ = tm.optimizer.step()
     if ok:
         tm.scheduler.step(increment=1)
-    metrics = _reduce_outputs(outputs)
+    metrics = (collect or _reduce_outputs)(outputs or [])
     metrics.update(
         grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
         lr=tm.optimizer.param_groups[0]["lr"],

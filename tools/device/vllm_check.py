@@ -59,15 +59,14 @@ def compose(overrides: list[str]):
 def megatron_logprobs(tm, gens, pad_id, temperature, vocab_limit):
     import torch
 
-    from r1mega.rl.batch import build_rollout, micro_batches
+    from r1mega.rl.batch import RolloutBatch, agreed_length
     from r1mega.rl.forward import logprob_step
     from r1mega.training.step import forward_only
 
-    rollout = build_rollout(gens, pad_id, None)
+    rollout = RolloutBatch.from_generations(gens, torch.zeros(len(gens)), {}, pad_id, agreed_length(gens))
     mbs = 8
-    rows = list(range(len(rollout)))
-    batches = micro_batches(rollout, {}, {}, rows, mbs)
-    out = forward_only(tm, logprob_step(temperature, vocab_limit), batches, rollout.tokens.shape[1], mbs)
+    batches = rollout.micro_batches(list(range(len(rollout))), mbs)
+    out = forward_only(tm, logprob_step(temperature, vocab_limit), batches, rollout.seq_length, mbs)
     logp = torch.cat([o["logp"] for o in out])
     return logp, rollout
 
@@ -177,7 +176,7 @@ def run_logprobs(args) -> dict:
     from r1mega.data.tokenizer import load_tokenizer
     from r1mega.rollout.base import SamplingParams
     from r1mega.rollout.factory import build_engine
-    from r1mega.stages import common
+    from r1mega.stages import lifecycle
     from r1mega.training.setup import build_train_model
 
     tag = args.tag or f"{args.model}{'_fp8' if args.fp8 else ''}{'_separate' if args.separate else ''}"
@@ -195,7 +194,7 @@ def run_logprobs(args) -> dict:
     cfg = compose(overrides)
     cfg.run_dir = str(out_dir / f"run_{tag}")
     dims = cfg.validate(1)
-    common.start(cfg, dims)
+    lifecycle.start(cfg, dims)
     tm = build_train_model(cfg.model, dims, cfg.optim, cfg.trainer, cfg.parallel.distributed_optimizer)
     scale_output(tm, args.logit_scale)
     tok = load_tokenizer(cfg.data.tokenizer)

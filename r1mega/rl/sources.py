@@ -1,0 +1,144 @@
+"""Where a GRPO step's rollout batch comes from: ``source.next(step) -> RolloutBatch``.
+
+* :class:`EngineSource` draws the step's prompts from the training split, generates ``G``
+  responses per prompt with the rollout engine and scores them with the rewarder;
+* :class:`ReplaySource` reads the step's recorded batch instead (``rl.replay_dir``, see
+  :mod:`r1mega.rl.replay`), checking it was recorded for the same prompts;
+* :class:`RecordingSource` wraps another source and writes every batch it yields
+  (``rl.record_dir``).
+
+Every source walks the same :class:`~r1mega.data.sampler.EpochSampler`, whose position (and
+the engine's sampling-RNG state) goes into checkpoints through :meth:`state_dict`, so a resumed
+run draws exactly the prompts and samples the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from r1mega.data.sampler import EpochSampler, rank_slice
+from r1mega.data.templates import render_prompt
+from r1mega.rl import replay
+from r1mega.rl.batch import RolloutBatch, agreed_length
+from r1mega.rollout.base import SamplingParams
+
+
+def encode(records: list[dict], tokenizer, template: str) -> list[list[int]]:
+    """Prompt token ids of ``records`` rendered with ``template``."""
+    return [tokenizer(render_prompt(tokenizer, r["prompt"], template), add_special_tokens=False)["input_ids"]
+            for r in records]
+
+
+def score(rewarder, gens, records, group_size: int) -> tuple[torch.Tensor, dict]:
+    """Rewards ``[N]`` and the logged components (accuracy, format rate, reward errors)."""
+    from r1mega.eval.runner import accuracy_of
+
+    items = [{"completion": g.text, "answer": records[i // group_size].get("answer"),
+              "data_source": records[i // group_size]["data_source"],
+              "tests": records[i // group_size].get("tests"), "prompt": records[i // group_size]["prompt"]}
+             for i, g in enumerate(gens)]
+    items = [{k: v for k, v in it.items() if v is not None} for it in items]
+    results = rewarder.score_batch(items)
+    rewards = torch.tensor([r.reward for r in results], dtype=torch.float32)
+    comps = {"accuracy": torch.tensor([accuracy_of(r) for r in results])}
+    if all("format" in r.components for r in results):
+        comps["format_rate"] = torch.tensor([float(r.components["format"] > 0) for r in results])
+    comps["reward_errors"] = torch.tensor([float(r.error is not None) for r in results])
+    return rewards, comps
+
+
+class EngineSource:
+    """Prompts from ``records`` (``prompts_per_step`` per step over all DP ranks), responses
+    from ``engine``, rewards from ``rewarder``."""
+
+    def __init__(self, records: list[dict], sampler: EpochSampler, tokenizer, template: str, engine, rewarder,
+                 sampling: SamplingParams, group_size: int, dp_rank: int, dp: int, pad_multiple: int):
+        self.records, self.sampler, self.tokenizer, self.template = records, sampler, tokenizer, template
+        self.engine, self.rewarder, self.sampling = engine, rewarder, sampling
+        self.group_size, self.dp_rank, self.dp, self.pad_multiple = group_size, dp_rank, dp, pad_multiple
+
+    def draw(self) -> tuple[list[int], list[dict], list[list[int]]]:
+        """The step's global sample ids, this rank's records and their encoded prompts."""
+        sample_ids = self.sampler.next_batch()
+        records = [self.records[i] for i in rank_slice(sample_ids, self.dp_rank, self.dp)]
+        return sample_ids, records, encode(records, self.tokenizer, self.template)
+
+    def next(self, step: int) -> RolloutBatch:
+        t = time.perf_counter()
+        sample_ids, records, prompts = self.draw()
+        gens = self.engine.generate([p for p in prompts for _ in range(self.group_size)], self.sampling)
+        t_rollout, t = time.perf_counter() - t, time.perf_counter()
+        rewards, comps = score(self.rewarder, gens, records, self.group_size)
+        return self.build(gens, rewards, comps, sample_ids, prompts,
+                          {"time_rollout": t_rollout, "time_reward": time.perf_counter() - t})
+
+    def build(self, gens, rewards, comps, sample_ids, prompts, timings) -> RolloutBatch:
+        return RolloutBatch.from_generations(
+            gens, rewards, comps, self.tokenizer.pad_token_id, agreed_length(gens, self.pad_multiple),
+            sample_ids=sample_ids, prompts=prompts, timings=timings)
+
+    def state_dict(self) -> dict:
+        return {"data": self.sampler.state_dict(), "engine_calls": self.engine.calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["data"])
+        self.engine.calls = state.get("engine_calls", 0)
+
+
+class ReplaySource(EngineSource):
+    """The recorded batch of each step from ``directory`` instead of generating and scoring."""
+
+    def __init__(self, directory: str, max_tokens: int, **kw):
+        super().__init__(**kw)
+        self.directory, self.max_tokens = directory, max_tokens
+
+    def next(self, step: int) -> RolloutBatch:
+        t = time.perf_counter()
+        sample_ids, _, prompts = self.draw()
+        gens, rewards, comps = replay.replay_step(self.directory, step, sample_ids, prompts, self.group_size,
+                                                  self.max_tokens, self.dp_rank, self.dp)
+        return self.build(gens, rewards, comps, sample_ids, prompts,
+                          {"time_rollout": time.perf_counter() - t, "time_reward": 0.0})
+
+
+class RecordingSource:
+    """``inner``'s batches, each also written to ``directory`` (collective over ``dp_group``)."""
+
+    def __init__(self, inner, directory: str, group_size: int, dp_group):
+        self.inner, self.directory, self.group_size, self.dp_group = inner, directory, group_size, dp_group
+
+    def next(self, step: int) -> RolloutBatch:
+        batch = self.inner.next(step)
+        replay.record_step(self.directory, step, batch.sample_ids, batch.prompts, batch.generations,
+                           batch.rewards, batch.components, self.group_size, self.dp_group)
+        return batch
+
+    def state_dict(self) -> dict:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inner.load_state_dict(state)
+
+
+def build_source(cfg, records: list[dict], tokenizer, engine, rewarder, dims):
+    """The source ``cfg`` asks for: the engine, or a replay, optionally recorded."""
+    from megatron.core import parallel_state as ps
+
+    rl = cfg.rl
+    sampler = EpochSampler(len(records), cfg.trainer.global_batch_size // rl.group_size, cfg.trainer.seed,
+                           cfg.data.shuffle)
+    sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.top_k,
+                              cfg.rollout.max_tokens, list(cfg.rollout.stop), seed=cfg.trainer.seed)
+    common = dict(records=records, sampler=sampler, tokenizer=tokenizer, template=cfg.data.template,
+                  engine=engine, rewarder=rewarder, sampling=sampling, group_size=rl.group_size,
+                  dp_rank=ps.get_data_parallel_rank(), dp=dims.dp,
+                  pad_multiple=dims.pad_multiple(torch.cuda.is_available()))
+    if cfg.rollout.replay_dir:
+        source = ReplaySource(cfg.rollout.replay_dir, cfg.rollout.max_tokens, **common)
+    else:
+        source = EngineSource(**common)
+    if cfg.rollout.record_dir:
+        source = RecordingSource(source, cfg.rollout.record_dir, rl.group_size, ps.get_data_parallel_group())
+    return source
