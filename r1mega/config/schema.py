@@ -118,6 +118,11 @@ class R1Config:
                 f"trainer.global_batch_size={gbs} / dp={dims.dp} / rl.num_minibatches={nmini} must be a "
                 f"multiple of trainer.micro_batch_size={self.trainer.micro_batch_size}"
             )
+        if self.rl.dynamic_sampling and (self.rollout.record_dir or self.rollout.replay_dir):
+            raise ValueError(
+                "rl.dynamic_sampling=true cannot be combined with rollout.record_dir / rollout.replay_dir: "
+                "a recording holds one prompt batch per step, dynamic sampling draws several"
+            )
         if self.rollout.engine == "megatron" and dims.vpp is not None:
             raise ValueError(
                 f"rollout.engine=megatron does not decode with virtual pipeline stages (parallel.vpp={dims.vpp}); "

@@ -51,7 +51,8 @@ class RolloutBatch:
     truncated, lengths: ``[N]``; rewards ``[N]`` and reward ``components`` (name -> ``[N]``)
     as scored, then shaped. ``sample_ids`` is the step's *global* batch of dataset rows,
     ``prompts`` this rank's encoded prompts and ``generations`` the engine's output, kept for
-    recording and metrics. ``timings`` holds the source's phase times (seconds)."""
+    recording and metrics. ``timings`` holds the source's phase times (seconds) and
+    ``source_metrics`` what the source reports about itself (e.g. dynamic sampling)."""
 
     tokens: torch.Tensor
     labels: torch.Tensor
@@ -65,6 +66,7 @@ class RolloutBatch:
     prompts: list = field(default_factory=list)
     generations: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    source_metrics: dict = field(default_factory=dict)
     old_logp: Optional[torch.Tensor] = None
     ref_logp: Optional[torch.Tensor] = None
     is_weights: Optional[torch.Tensor] = None

@@ -82,7 +82,13 @@ class GRPOConfig:
     gradient) and sample more prompts until the batch is full again."""
 
     max_dynamic_sampling_rounds: int = 10
-    """Generation rounds allowed to fill one batch under dynamic sampling before giving up."""
+    """Generation rounds (each one step's worth of prompts) allowed to fill one batch under
+    dynamic sampling."""
+
+    dynamic_sampling_exhausted: str = "keep"
+    """Dynamic sampling, when the rounds run out before the batch is full: "keep" trains on the
+    informative groups found (whole micro-batches per rank), "pad" fills the batch with dropped
+    (zero-advantage) groups, as veRL does."""
 
     overlong: str = "none"
     """Responses cut at the length limit: "none" treats them like any other; "mask" removes
@@ -166,6 +172,7 @@ class GRPOConfig:
                    f"must be a positive int for loss_agg={self.loss_agg!r}, got {self.loss_agg_norm_len!r}")
         _check(self.max_dynamic_sampling_rounds >= 1, "max_dynamic_sampling_rounds",
                f"must be >= 1, got {self.max_dynamic_sampling_rounds}")
+        _check_choice(self.dynamic_sampling_exhausted, ("keep", "pad"), "dynamic_sampling_exhausted")
         _check_choice(self.overlong, OVERLONG_MODES, "overlong")
         _check(self.overlong_buffer_len > 0, "overlong_buffer_len",
                f"must be > 0, got {self.overlong_buffer_len}")

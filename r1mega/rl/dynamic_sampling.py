@@ -1,24 +1,40 @@
-"""DAPO dynamic sampling: keep only groups that carry a learning signal.
+"""DAPO dynamic sampling: train only on groups that carry a learning signal.
 
 A group whose G rewards are all equal (all correct or all wrong) has advantage exactly 0 for
-every response, hence contributes no policy gradient, yet it still takes its share of the
-loss denominator and of the batch. As training progresses more prompts become "solved", the
-effective batch shrinks and gradients get noisier. DAPO therefore *filters* such groups and
-keeps generating (over-sampling new prompts) until the batch holds ``target_groups`` groups
-with non-constant rewards, then truncates to exactly that many.
+every response, hence contributes no policy gradient, yet it takes its share of the batch. As
+training goes on more prompts become "solved", the useful batch shrinks and gradients get
+noisier. DAPO therefore drops such groups and keeps drawing new prompts until the batch holds
+as many informative groups as a normal step has prompts.
 
-:class:`GroupAccumulator` implements the bookkeeping across generation rounds; it is
-agnostic of what a "sample" is: besides the rewards it carries any per-sample fields
-(tensors or lists with the sample on the leading axis), grouped contiguously G per prompt.
+:class:`DynamicSamplingSource` wraps an :class:`~r1mega.rl.sources.EngineSource`. Each
+*round* every data-parallel rank draws its share of one step's prompts (the sampler advances,
+so resume stays exact), generates and scores; the groups of all ranks are gathered in rank
+order and sorted into kept (informative) and dropped. Rounds continue until enough groups are
+kept or ``rl.max_dynamic_sampling_rounds`` rounds ran. Then the first ``prompts_per_step``
+kept groups are dealt out to the ranks in contiguous slices. If the rounds ran out first,
+``rl.dynamic_sampling_exhausted`` decides:
+
+* ``keep``: train on the kept groups only, rounded down to a whole number of micro-batches per
+  rank and mini-batch (if none is left, dropped groups fill one such unit);
+* ``pad``: fill the batch up with dropped groups (zero advantage), as veRL does.
+
+Per step it reports ``dynamic_sampling_groups_generated``, ``dynamic_sampling_kept_frac`` (kept
+over generated), ``dynamic_sampling_rounds`` and ``dynamic_sampling_padded_groups``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+import math
+import time
+from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
+from r1mega.data.sampler import rank_slice
 from r1mega.rl.advantages import constant_groups, group_rewards
+from r1mega.rl.batch import RolloutBatch
+from r1mega.rollout.base import Generation
 
 
 def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -26,101 +42,94 @@ def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return ~constant_groups(group_rewards(rewards, group_size))
 
 
-def _take(value: Any, sample_index: torch.Tensor) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.index_select(0, sample_index.to(value.device))
-    return [value[i] for i in sample_index.tolist()]
+@dataclass
+class Group:
+    """One prompt's G scored responses."""
+
+    prompt: list
+    generations: list[Generation]
+    rewards: torch.Tensor
+    components: dict
 
 
-def _concat(parts: list) -> Any:
-    if isinstance(parts[0], torch.Tensor):
-        return torch.cat(parts, dim=0)
-    return [item for part in parts for item in part]
+def split_groups(prompts: list, gens: list[Generation], rewards: torch.Tensor, comps: dict,
+                 group_size: int) -> list[Group]:
+    return [Group(prompts[i], gens[i * group_size:(i + 1) * group_size],
+                  rewards[i * group_size:(i + 1) * group_size],
+                  {k: v[i * group_size:(i + 1) * group_size] for k, v in comps.items()})
+            for i in range(len(prompts))]
 
 
-class GroupAccumulator:
-    """Collects informative groups over generation rounds until ``target_groups`` are held.
+def choose(kept: list[Group], dropped: list[Group], need: int, unit: int, exhausted: str) -> tuple[list[Group], int]:
+    """The step's groups (global order) and how many of them are dropped ones used as filler.
+    ``unit``: the smallest group count that splits into whole micro-batches on every rank."""
+    if len(kept) >= need:
+        return kept[:need], 0
+    if exhausted == "keep":
+        n = len(kept) // unit * unit
+        if n:
+            return kept[:n], 0
+        need = unit
+    filler = dropped[: need - len(kept)]
+    if len(kept) + len(filler) < need:
+        raise ValueError(f"dynamic sampling generated {len(kept) + len(dropped)} groups in all, fewer than the "
+                         f"{need} the step needs")
+    return kept + filler, len(filler)
 
-    Usage::
 
-        acc = GroupAccumulator(target_groups=P, group_size=G, max_rounds=cfg.max_dynamic_sampling_rounds)
-        while not acc.is_full:
-            acc.check_can_continue()          # RuntimeError after max_rounds
-            batch = generate_and_score(next_prompts())
-            acc.add(batch["rewards"], batch)  # keeps only the informative groups
-        rewards, fields = acc.result()        # exactly P groups, in arrival order
-    """
+def unit_groups(group_size: int, micro_batch_size: int, num_minibatches: int, dp: int) -> int:
+    """Smallest global group count whose per-rank responses fill whole micro-batches in every
+    mini-batch."""
+    per_rank_responses = math.lcm(group_size, micro_batch_size * num_minibatches)
+    return dp * per_rank_responses // group_size
 
-    def __init__(self, target_groups: int, group_size: int, max_rounds: int):
-        if target_groups < 1 or group_size < 2 or max_rounds < 1:
-            raise ValueError(
-                "need target_groups >= 1, group_size >= 2, max_rounds >= 1; got "
-                f"{target_groups}, {group_size}, {max_rounds}"
-            )
-        self.target_groups = target_groups
-        self.group_size = group_size
-        self.max_rounds = max_rounds
-        self.rounds = 0
-        self.groups_seen = 0
-        self.groups_kept = 0
-        self._rewards: list[torch.Tensor] = []
-        self._fields: dict[str, list] = {}
 
-    @property
-    def is_full(self) -> bool:
-        return self.groups_kept >= self.target_groups
+def _gather(groups: list[Group], group) -> list[Group]:
+    if not dist.is_initialized() or dist.get_world_size(group) == 1:
+        return groups
+    parts = [None] * dist.get_world_size(group)
+    dist.all_gather_object(parts, groups, group=group)
+    return [g for part in parts for g in part]
 
-    def check_can_continue(self) -> None:
-        """Raise RuntimeError if another generation round would exceed ``max_rounds``."""
-        if self.rounds >= self.max_rounds:
-            raise RuntimeError(
-                f"dynamic sampling kept {self.groups_kept}/{self.target_groups} groups after "
-                f"{self.rounds} rounds (rl.max_dynamic_sampling_rounds); the prompts are too easy or "
-                "too hard for the current policy"
-            )
 
-    def add(self, rewards: torch.Tensor, fields: Optional[Mapping[str, Any]] = None) -> int:
-        """Add one round's samples; keep the informative groups. Returns how many were kept.
+class DynamicSamplingSource:
+    """``inner``'s prompts, engine and rewarder, with the DAPO filter (see module doc)."""
 
-        ``fields`` maps names to per-sample tensors/lists of length ``len(rewards)``; a
-        ``"rewards"`` entry, if present, is carried like any other field.
-        """
-        fields = dict(fields or {})
-        for name, value in fields.items():
-            if len(value) != rewards.numel():
-                raise ValueError(f"field {name!r} has {len(value)} samples, rewards have {rewards.numel()}")
-        if self._fields and set(fields) != set(self._fields):
-            raise ValueError(f"fields changed between rounds: {sorted(self._fields)} -> {sorted(fields)}")
-        keep = informative_groups(rewards, self.group_size)
-        sample_index = self._sample_index(keep)
-        self._rewards.append(rewards.index_select(0, sample_index))
-        for name, value in fields.items():
-            self._fields.setdefault(name, []).append(_take(value, sample_index))
-        self.rounds += 1
-        self.groups_seen += keep.numel()
-        self.groups_kept += int(keep.sum())
-        return int(keep.sum())
+    def __init__(self, inner, max_rounds: int, exhausted: str, unit: int, dp_group):
+        self.inner, self.max_rounds, self.exhausted, self.unit = inner, max_rounds, exhausted, unit
+        self.dp_group = dp_group
 
-    def _sample_index(self, keep_groups: torch.Tensor) -> torch.Tensor:
-        groups = keep_groups.nonzero().squeeze(1)
-        offsets = torch.arange(self.group_size, device=groups.device)
-        return (groups[:, None] * self.group_size + offsets[None, :]).reshape(-1)
+    def next(self, step: int) -> RolloutBatch:
+        from r1mega.rl.sources import score
 
-    def result(self, allow_partial: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The first ``target_groups`` kept groups: (rewards, fields), samples grouped contiguously.
+        src, G = self.inner, self.inner.group_size
+        need = src.sampler.global_batch
+        kept, dropped, rounds, t_gen, t_score = [], [], 0, 0.0, 0.0
+        while len(kept) < need and rounds < self.max_rounds:
+            t = time.perf_counter()
+            _, records, prompts = src.draw()
+            gens = src.engine.generate([p for p in prompts for _ in range(G)], src.sampling)
+            t_gen, t = t_gen + time.perf_counter() - t, time.perf_counter()
+            rewards, comps = score(src.rewarder, gens, records, G)
+            t_score += time.perf_counter() - t
+            for g in _gather(split_groups(prompts, gens, rewards, comps, G), self.dp_group):
+                (dropped if bool(constant_groups(g.rewards[None])[0]) else kept).append(g)
+            rounds += 1
+        generated = len(kept) + len(dropped)
+        chosen, padded = choose(kept, dropped, need, self.unit, self.exhausted)
+        mine = rank_slice(chosen, src.dp_rank, src.dp)
+        shared = set.intersection(*(set(g.components) for g in mine))  # e.g. format_rate only where every round had it
+        batch = src.build([x for g in mine for x in g.generations], torch.cat([g.rewards for g in mine]),
+                          {k: torch.cat([g.components[k] for g in mine]) for k in sorted(shared)},
+                          [], [g.prompt for g in mine], {"time_rollout": t_gen, "time_reward": t_score})
+        batch.source_metrics = {"dynamic_sampling_groups_generated": float(generated),
+                                "dynamic_sampling_kept_frac": len(kept) / generated,
+                                "dynamic_sampling_rounds": float(rounds),
+                                "dynamic_sampling_padded_groups": float(padded)}
+        return batch
 
-        RuntimeError if not full, unless ``allow_partial`` (then everything kept is returned).
-        """
-        if not self.is_full and not allow_partial:
-            raise RuntimeError(f"only {self.groups_kept}/{self.target_groups} groups collected")
-        n = min(self.groups_kept, self.target_groups) * self.group_size
-        rewards = torch.cat(self._rewards)[:n]
-        fields = {name: _concat(parts)[:n] for name, parts in self._fields.items()}
-        return rewards, fields
+    def state_dict(self) -> dict:
+        return self.inner.state_dict()
 
-    def metrics(self) -> dict[str, float]:
-        """Rounds used and the fraction of generated groups that were informative."""
-        return {
-            "dynamic_sampling/rounds": float(self.rounds),
-            "dynamic_sampling/kept_frac": self.groups_kept / max(self.groups_seen, 1),
-        }
+    def load_state_dict(self, state: dict) -> None:
+        self.inner.load_state_dict(state)

@@ -147,5 +147,6 @@ def step_metrics(batch: RolloutBatch, group_stats: GroupStats, train: dict, mism
     m.update({new: train[old] for new, old in aliases.items() if old in train})
     if "actor/clip_frac_low" in train:
         m["clip_fraction"] = train["actor/clip_frac_low"] + train["actor/clip_frac_high"]
+    m.update(batch.source_metrics)
     m.update(timings)
     return m

@@ -139,6 +139,12 @@ def build_source(cfg, records: list[dict], tokenizer, engine, rewarder, dims):
         source = ReplaySource(cfg.rollout.replay_dir, cfg.rollout.max_tokens, **common)
     else:
         source = EngineSource(**common)
+    if rl.dynamic_sampling:
+        from r1mega.rl.dynamic_sampling import DynamicSamplingSource, unit_groups
+
+        unit = unit_groups(rl.group_size, cfg.trainer.micro_batch_size, rl.num_minibatches, dims.dp)
+        source = DynamicSamplingSource(source, rl.max_dynamic_sampling_rounds, rl.dynamic_sampling_exhausted, unit,
+                                       ps.get_data_parallel_group())
     if cfg.rollout.record_dir:
         source = RecordingSource(source, cfg.rollout.record_dir, rl.group_size, ps.get_data_parallel_group())
     return source

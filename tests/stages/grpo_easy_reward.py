@@ -1,10 +1,17 @@
-"""Run GRPO (the real stage: Megatron model, built-in engine, optimizer) with a reward any policy
-can learn quickly: 1 when the completion contains the digit 7, else 0. Prints the JSON list of
-per-step mean rewards. Used by test_grpo_learns.py; the arithmetic task is too slow to learn in
-a unit test's budget."""
+"""Run GRPO (the real stage: Megatron model, built-in engine, optimizer) with a test reward.
+
+``python grpo_easy_reward.py REWARD RUN_DIR OVERRIDE...`` with REWARD one of
+
+* ``seven``: a reward any policy can learn quickly, 1 when the completion contains the digit 7,
+  else 0 (test_grpo_learns.py; the arithmetic task is too slow to learn in a unit test's budget);
+* ``hash``: 1 for about a third of completions, decided by a CRC of the text, so a random
+  policy's groups are a mix of constant and informative ones (the dynamic-sampling tests).
+
+Prints the JSON list of per-step mean rewards."""
 
 import json
 import sys
+import zlib
 
 from hydra import compose, initialize_config_dir
 
@@ -22,17 +29,29 @@ class ContainsSeven:
         pass
 
 
-def main(run_dir: str, overrides: list[str]) -> None:
+class TextHash:
+    def score_batch(self, items):
+        hit = [float(zlib.crc32(it["completion"].encode()) % 3 == 0) for it in items]
+        return [RewardResult(h, {"accuracy": h}) for h in hit]
+
+    def close(self):
+        pass
+
+
+REWARDS = {"seven": ContainsSeven, "hash": TextHash}
+
+
+def main(reward: str, run_dir: str, overrides: list[str]) -> None:
     register()
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
         cfg = to_config(compose("config", overrides=[*overrides, f"hydra.run.dir={run_dir}"]))
     cfg.run_dir = run_dir
     from r1mega.stages import grpo
 
-    grpo.run(cfg, cfg.validate(1), make_rewarder=lambda c: ContainsSeven())
+    grpo.run(cfg, cfg.validate(1), make_rewarder=lambda c: REWARDS[reward]())
     rows = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl")]
     print("REWARDS", json.dumps([r["reward_mean"] for r in rows]))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])

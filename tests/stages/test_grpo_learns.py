@@ -31,7 +31,7 @@ def test_grpo_climbs_an_easy_reward(tmp_path):
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(k, None)
-    out = subprocess.run([sys.executable, str(HERE / "grpo_easy_reward.py"), str(tmp_path / "run"), *overrides],
+    out = subprocess.run([sys.executable, str(HERE / "grpo_easy_reward.py"), "seven", str(tmp_path / "run"), *overrides],
                          capture_output=True, text=True, env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     line = next(l for l in out.stdout.splitlines() if l.startswith("REWARDS"))
