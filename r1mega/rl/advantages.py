@@ -118,8 +118,12 @@ def kl_penalized_rewards(
             f"need rewards [B], kl/mask [B, T]; got {tuple(rewards.shape)}, "
             f"{tuple(kl_per_token.shape)}, {tuple(mask.shape)}"
         )
-    kl_sum = (kl_per_token.detach() * mask.to(kl_per_token.dtype)).sum(dim=1)
-    return rewards - beta * kl_sum.to(rewards.dtype)
+    return rewards - beta * kl_sums(kl_per_token, mask).to(rewards.dtype)
+
+
+def kl_sums(kl_per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Σ_t mask_it · KL_it per response ``[B]`` (the KL treated as data: detached)."""
+    return (kl_per_token.detach() * mask.to(kl_per_token.dtype)).sum(dim=1)
 
 
 def overlong_penalty(

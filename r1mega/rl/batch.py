@@ -13,6 +13,7 @@ update cuts it into :class:`MicroBatch` es, one per forward of Megatron's schedu
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
@@ -24,8 +25,14 @@ from r1mega.rollout.base import Generation
 
 @dataclass
 class MicroBatch:
-    """Rows of a :class:`RolloutBatch` as one forward's inputs (``[b, L]`` tensors, ``[b]``
-    advantages); optional fields are None when the step does not use them."""
+    """Rows of a :class:`RolloutBatch` as one forward's inputs.
+
+    Padded: ``tokens``, ``labels``, ``position_ids`` are ``[b, L]``. Packed (THD): they are
+    ``[1, T]``, the rows one after another, ``cu_seqlens`` ``[b + 1]`` marks where each row (and
+    a padding tail, if any) starts, and ``row_index`` ``[b, L]`` maps each row position to its
+    packed position. Either way the loss-side tensors (``mask``, ``rollout_logp``, the optional
+    ``old_logp``, ``ref_logp``, ``is_weights``) are ``[b, L]`` rows and ``advantages`` ``[b]``;
+    optional fields are None when the step does not use them."""
 
     tokens: torch.Tensor
     labels: torch.Tensor
@@ -36,6 +43,31 @@ class MicroBatch:
     old_logp: Optional[torch.Tensor] = None
     ref_logp: Optional[torch.Tensor] = None
     is_weights: Optional[torch.Tensor] = None
+    cu_seqlens: Optional[torch.Tensor] = None
+    row_index: Optional[torch.Tensor] = None
+
+    @property
+    def packed(self) -> bool:
+        return self.cu_seqlens is not None
+
+    @property
+    def seq_length(self) -> int:
+        return self.tokens.shape[1]
+
+    def packed_seq_params(self):
+        """Megatron ``PackedSeqParams`` (THD) of a packed micro-batch, else None."""
+        if self.cu_seqlens is None:
+            return None
+        from megatron.core.packed_seq_params import PackedSeqParams
+
+        longest = int((self.cu_seqlens[1:] - self.cu_seqlens[:-1]).max())
+        return PackedSeqParams(qkv_format="thd", cu_seqlens_q=self.cu_seqlens, cu_seqlens_kv=self.cu_seqlens,
+                               max_seqlen_q=longest, max_seqlen_kv=longest)
+
+    def unpack(self, packed: torch.Tensor) -> torch.Tensor:
+        """``[1, T]`` per-token values (a packed forward's) as ``[b, L]`` rows; padded
+        micro-batches are returned as they are."""
+        return packed if self.row_index is None else packed[0][self.row_index]
 
     def to(self, device) -> "MicroBatch":
         return MicroBatch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
@@ -52,7 +84,12 @@ class RolloutBatch:
     as scored, then shaped. ``sample_ids`` is the step's *global* batch of dataset rows,
     ``prompts`` this rank's encoded prompts and ``generations`` the engine's output, kept for
     recording and metrics. ``timings`` holds the source's phase times (seconds) and
-    ``source_metrics`` what the source reports about itself (e.g. dynamic sampling)."""
+    ``source_metrics`` what the source reports about itself (e.g. dynamic sampling).
+    ``row_lengths`` ``[N]`` counts the positions a row uses (prompt + response - 1).
+
+    After :meth:`gathered` the batch holds every data-parallel rank's rows, and ``owned`` lists
+    the rows this rank runs the log-prob passes and the update on (see :mod:`r1mega.rl.packing`);
+    rewards, advantages and metrics are then computed over the whole batch on every rank."""
 
     tokens: torch.Tensor
     labels: torch.Tensor
@@ -60,6 +97,7 @@ class RolloutBatch:
     rollout_logp: torch.Tensor
     truncated: torch.Tensor
     lengths: torch.Tensor
+    row_lengths: torch.Tensor
     rewards: torch.Tensor
     components: dict
     sample_ids: list = field(default_factory=list)
@@ -71,6 +109,7 @@ class RolloutBatch:
     ref_logp: Optional[torch.Tensor] = None
     is_weights: Optional[torch.Tensor] = None
     advantages: Optional[torch.Tensor] = None
+    owned: Optional[list] = None
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -100,8 +139,80 @@ class RolloutBatch:
             rollout_logp[i, p - 1 : p - 1 + r] = torch.tensor(g.logprobs, dtype=torch.float32)
         truncated = torch.tensor([g.truncated for g in generations])
         lengths = torch.tensor([len(g.token_ids) for g in generations])
-        return cls(tokens, labels, mask, rollout_logp, truncated, lengths, rewards, components,
+        row_lengths = torch.tensor([len(r) - 1 for r in rows])
+        return cls(tokens, labels, mask, rollout_logp, truncated, lengths, row_lengths, rewards, components,
                    generations=list(generations), **meta)
+
+    def owned_rows(self) -> list[int]:
+        return list(range(len(self))) if self.owned is None else list(self.owned)
+
+    def gathered(self, group) -> "RolloutBatch":
+        """The batch of every rank of the data-parallel ``group`` (rows in rank order), owning
+        this rank's own rows. A no-op for one rank. Every rank must have as many rows, padded
+        to the same length (:func:`agreed_length`)."""
+        if not dist.is_initialized() or dist.get_world_size(group) == 1:
+            return self
+        size, rank = dist.get_world_size(group), dist.get_rank(group)
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else None
+
+        def cat(t: torch.Tensor) -> torch.Tensor:
+            parts = [torch.empty_like(t, device=device) for _ in range(size)]
+            dist.all_gather(parts, t.to(device), group=group)
+            return torch.cat(parts).to(t.device)
+
+        comps = [None] * size
+        dist.all_gather_object(comps, self.components, group=group)
+        shared = set.intersection(*(set(c) for c in comps))
+        n = len(self)
+        return dataclasses.replace(
+            self, tokens=cat(self.tokens), labels=cat(self.labels), mask=cat(self.mask),
+            rollout_logp=cat(self.rollout_logp), truncated=cat(self.truncated), lengths=cat(self.lengths),
+            row_lengths=cat(self.row_lengths), rewards=cat(self.rewards),
+            components={k: torch.cat([c[k] for c in comps]) for k in sorted(shared)},
+            owned=list(range(rank * n, (rank + 1) * n)))
+
+    def packed_micro_batch(self, rows: list[int], pad_id: int, multiple: int = 1) -> MicroBatch:
+        """The rows ``rows`` packed into one THD sequence (a padding tail rounds its length up to
+        ``multiple``); loss-side tensors stay ``[len(rows), L]`` rows trimmed to the longest."""
+        if not rows:  # a rank with fewer rows than the agreed micro-batch count: one masked pad token
+            return self._empty_micro_batch(pad_id, multiple)
+        idx = torch.tensor(rows)
+        lens = self.row_lengths[idx].tolist()
+        width = max(lens)
+        tokens = torch.cat([self.tokens[r, :n] for r, n in zip(rows, lens)])
+        labels = torch.cat([self.labels[r, :n] for r, n in zip(rows, lens)])
+        positions = torch.cat([torch.arange(n) for n in lens])
+        starts = [0]
+        for n in lens:
+            starts.append(starts[-1] + n)
+        total = starts[-1]
+        tail = -total % multiple
+        if tail:
+            tokens = torch.cat([tokens, torch.full((tail,), pad_id, dtype=tokens.dtype)])
+            labels = torch.cat([labels, torch.full((tail,), pad_id, dtype=labels.dtype)])
+            positions = torch.cat([positions, torch.arange(tail)])
+            starts.append(total + tail)
+        col = torch.arange(width)
+        row_index = torch.where(col[None, :] < torch.tensor(lens)[:, None],
+                                torch.tensor(starts[: len(rows)])[:, None] + col[None, :], 0)
+        pick = lambda t: None if t is None else t[idx, :width]  # noqa: E731
+        return MicroBatch(
+            tokens[None], labels[None], self.mask[idx, :width], positions[None], self.rollout_logp[idx, :width],
+            advantages=None if self.advantages is None else self.advantages[idx], old_logp=pick(self.old_logp),
+            ref_logp=pick(self.ref_logp), is_weights=pick(self.is_weights),
+            cu_seqlens=torch.tensor(starts, dtype=torch.int32), row_index=row_index)
+
+    def _empty_micro_batch(self, pad_id: int, multiple: int) -> MicroBatch:
+        n = max(multiple, 1)
+        tokens = torch.full((1, n), pad_id, dtype=torch.long)
+        zeros = torch.zeros(1, 1)
+        return MicroBatch(
+            tokens, tokens.clone(), zeros, torch.arange(n)[None], zeros.clone(),
+            advantages=None if self.advantages is None else torch.zeros(1),
+            old_logp=None if self.old_logp is None else zeros.clone(),
+            ref_logp=None if self.ref_logp is None else zeros.clone(),
+            is_weights=None if self.is_weights is None else torch.ones(1, 1),
+            cu_seqlens=torch.tensor([0, n], dtype=torch.int32), row_index=torch.zeros(1, 1, dtype=torch.long))
 
     def micro_batches(self, rows: list[int], size: int) -> list[MicroBatch]:
         """The rows ``rows``, ``size`` rows per micro-batch, with every per-token and per-row

@@ -42,12 +42,17 @@ def token_logprobs(model, batch: MicroBatch, temperature: float, vocab_limit: in
     from megatron.core import parallel_state as ps
 
     b = batch.to(_device())
-    out = model(b.tokens, b.position_ids, None)
+    if b.packed:
+        out = model(b.tokens, b.position_ids, None, packed_seq_params=b.packed_seq_params())
+    else:
+        out = model(b.tokens, b.position_ids, None)
 
     def logp_entropy(logits):
+        """Per-token log-probs and entropies as ``[b, L]`` rows (packed ones unpacked)."""
         logits = masked_vocab_logits(logits.float(), vocab_limit)
-        return vocab_parallel_logprobs(logits, b.labels, group=ps.get_tensor_model_parallel_group(),
-                                       temperature=temperature)
+        logp, entropy = vocab_parallel_logprobs(logits, b.labels, group=ps.get_tensor_model_parallel_group(),
+                                                temperature=temperature)
+        return b.unpack(logp), b.unpack(entropy)
 
     return out, b, logp_entropy
 

@@ -13,6 +13,7 @@ import torch
 from r1mega.rl.batch import RolloutBatch
 from r1mega.rl.config import GRPOConfig
 from r1mega.rl.forward import logprob_step
+from r1mega.rl.packing import Layout, schedule_shape, split
 from r1mega.training.step import forward_only
 
 
@@ -36,19 +37,23 @@ class Reference:
 
 
 def fill_logprobs(batch: RolloutBatch, tm, reference: Reference | None, rl: GRPOConfig, temperature: float,
-                  vocab_limit: int, micro_batch_size: int) -> None:
+                  vocab_limit: int, layout: Layout) -> None:
     """Set ``batch.old_logp`` when ``rl.needs_old_logp`` and ``batch.ref_logp`` when there is a
-    reference."""
+    reference, on the rows this rank owns (zeros elsewhere)."""
     from megatron.core import parallel_state as ps
 
-    mbs = batch.micro_batches(list(range(len(batch))), micro_batch_size)
+    parts, mbs = split(batch, batch.owned_rows(), layout)
     step = logprob_step(temperature, vocab_limit)
+    seq_length, mbs_arg = schedule_shape(mbs, layout)
 
     def run(model) -> torch.Tensor:
-        out = forward_only(model, step, mbs, batch.seq_length, micro_batch_size)
-        if not ps.is_pipeline_last_stage():
-            return torch.zeros(len(batch), batch.seq_length)
-        return torch.cat([o["logp"] for o in out])
+        out = forward_only(model, step, mbs, seq_length, mbs_arg)
+        full = torch.zeros(len(batch), batch.seq_length)
+        if ps.is_pipeline_last_stage():
+            for rows, o in zip(parts, out):
+                if rows:
+                    full[torch.tensor(rows), : o["logp"].shape[1]] = o["logp"]
+        return full
 
     if rl.needs_old_logp:
         batch.old_logp = run(tm)

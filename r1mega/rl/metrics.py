@@ -66,8 +66,8 @@ class LossMetrics:
     def add(self, step_out: dict, group=None) -> None:
         """One update: ``train_step``'s result (with :meth:`partials` as ``collect``, made
         visible on every pipeline stage), reduced over the data-parallel ``group``."""
-        sums = _all_reduce(step_out["sums"], dist.ReduceOp.SUM, group)
-        maxima = _all_reduce(step_out["maxima"], dist.ReduceOp.MAX, group)
+        sums = all_reduce_dict(step_out["sums"], dist.ReduceOp.SUM, group)
+        maxima = all_reduce_dict(step_out["maxima"], dist.ReduceOp.MAX, group)
         for k, v in sums.items():
             if _is_sum(k):
                 self.totals[k] = self.totals.get(k, 0.0) + v / self.updates
@@ -87,7 +87,8 @@ class LossMetrics:
         return out
 
 
-def _all_reduce(values: dict, op, group) -> dict:
+def all_reduce_dict(values: dict, op, group) -> dict:
+    """Scalar values reduced with ``op`` over ``group`` in float64 (keys in sorted order)."""
     if not values or not dist.is_initialized() or dist.get_world_size(group) == 1:
         return values
     keys = sorted(values)
@@ -106,40 +107,26 @@ def phase(timings: dict, key: str):
 
 
 def step_metrics(batch: RolloutBatch, group_stats: GroupStats, train: dict, mismatch: dict, timings: dict,
-                 dp_group, ppo_epochs: int = 1) -> dict:
-    """The step's logged metrics: rollout statistics over all DP ranks, the merged loss
-    metrics (``/`` in keys becomes ``_``), mismatch metrics and phase times."""
-    comps, n_tokens = batch.components, float(batch.mask.numel())
-    local = {
-        "reward_sum": float(batch.rewards.sum()), "reward_sq": float((batch.rewards**2).sum()),
-        "n": float(len(batch.rewards)),
-        "acc_sum": float(comps["accuracy"].sum()), "len_sum": float(batch.lengths.sum()),
-        "len_max": float(batch.lengths.max()), "trunc": float(batch.truncated.sum()),
-        "fmt_sum": float(comps.get("format_rate", torch.zeros(1)).sum()),
-        "err_sum": float(comps["reward_errors"].sum()),
-        "gen_tokens": float(sum(len(g.token_ids) for g in batch.generations)),
-        "train_tokens": n_tokens * ppo_epochs,  # forward+backward passes over the batch
-        "groups": float(len(group_stats.mean)), "group_std_sum": float(group_stats.std.sum()),
-        "constant_groups": float(group_stats.constant.float().sum()),
-    }
-    if dist.is_initialized() and dist.get_world_size(dp_group) > 1:
-        parts = [None] * dist.get_world_size(dp_group)
-        dist.all_gather_object(parts, local, group=dp_group)
-        local = {k: (max if k == "len_max" else sum)(p[k] for p in parts) for k in local}
-    n = local["n"]
-    mean = local["reward_sum"] / n
+                 ppo_epochs: int = 1) -> dict:
+    """The step's logged metrics: rollout statistics of the whole (gathered) batch, the merged
+    loss metrics (``/`` in keys becomes ``_``), mismatch and source metrics, phase times.
+    Token throughputs count real tokens (prompt + response), not padding."""
+    comps, n = batch.components, float(len(batch))
+    tokens = float(batch.row_lengths.sum())
+    mean = float(batch.rewards.sum()) / n
+    world = dist.get_world_size() if dist.is_initialized() else 1
     m = {
-        "reward_mean": mean, "reward_std": max(local["reward_sq"] / n - mean**2, 0.0) ** 0.5,
-        "accuracy": local["acc_sum"] / n, "format_rate": local["fmt_sum"] / n,
-        "response_length_mean": local["len_sum"] / n, "response_length_max": local["len_max"],
-        "truncated_fraction": local["trunc"] / n, "reward_errors": local["err_sum"],
-        "rollout_tokens_per_s": local["gen_tokens"] / max(timings["time_rollout"], 1e-9),
-        "train_tokens_per_s": n_tokens / max(timings["time_train"], 1e-9),
-        # (padded) tokens all ranks trained on, x PPO epochs, over this rank's training time, per GPU
-        "train_tokens_per_s_per_gpu": local["train_tokens"] / max(timings["time_train"], 1e-9)
-        / (dist.get_world_size() if dist.is_initialized() else 1),
-        "reward_group_std_mean": local["group_std_sum"] / local["groups"],
-        "reward_constant_group_frac": local["constant_groups"] / local["groups"],
+        "reward_mean": mean, "reward_std": max(float((batch.rewards**2).sum()) / n - mean**2, 0.0) ** 0.5,
+        "accuracy": float(comps["accuracy"].sum()) / n,
+        "format_rate": float(comps["format_rate"].sum()) / n if "format_rate" in comps else 0.0,
+        "response_length_mean": float(batch.lengths.sum()) / n, "response_length_max": float(batch.lengths.max()),
+        "truncated_fraction": float(batch.truncated.sum()) / n, "reward_errors": float(comps["reward_errors"].sum()),
+        "rollout_tokens_per_s": float(batch.lengths.sum()) / max(timings["time_rollout"], 1e-9),
+        # every rank's real tokens, x PPO epochs, over this rank's training time
+        "train_tokens_per_s": tokens * ppo_epochs / max(timings["time_train"], 1e-9),
+        "train_tokens_per_s_per_gpu": tokens * ppo_epochs / max(timings["time_train"], 1e-9) / world,
+        "reward_group_std_mean": float(group_stats.std.mean()),
+        "reward_constant_group_frac": float(group_stats.constant.float().mean()),
     }
     m.update({k.replace("/", "_"): v for k, v in train.items()})
     m.update({k.replace("/", "_"): v for k, v in mismatch.items()})

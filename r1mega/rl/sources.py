@@ -22,6 +22,7 @@ from r1mega.data.sampler import EpochSampler, rank_slice
 from r1mega.data.templates import render_prompt
 from r1mega.rl import replay
 from r1mega.rl.batch import RolloutBatch, agreed_length
+from r1mega.rl.packing import assign_rows
 from r1mega.rollout.base import SamplingParams
 
 
@@ -53,11 +54,13 @@ class EngineSource:
     """Prompts from ``records`` (``prompts_per_step`` per step over all DP ranks), responses
     from ``engine``, rewards from ``rewarder``."""
 
-    def __init__(self, records: list[dict], sampler: EpochSampler, tokenizer, template: str, engine, rewarder,
-                 sampling: SamplingParams, group_size: int, dp_rank: int, dp: int, pad_multiple: int):
+    def __init__(self, *, records: list[dict], sampler: EpochSampler, tokenizer, template: str, engine, rewarder,
+                 sampling: SamplingParams, group_size: int, dp_rank: int, dp: int, dp_group, pad_multiple: int,
+                 balance: bool):
         self.records, self.sampler, self.tokenizer, self.template = records, sampler, tokenizer, template
         self.engine, self.rewarder, self.sampling = engine, rewarder, sampling
-        self.group_size, self.dp_rank, self.dp, self.pad_multiple = group_size, dp_rank, dp, pad_multiple
+        self.group_size, self.dp_rank, self.dp, self.dp_group = group_size, dp_rank, dp, dp_group
+        self.pad_multiple, self.balance = pad_multiple, balance
 
     def draw(self) -> tuple[list[int], list[dict], list[list[int]]]:
         """The step's global sample ids, this rank's records and their encoded prompts."""
@@ -75,9 +78,14 @@ class EngineSource:
                           {"time_rollout": t_rollout, "time_reward": time.perf_counter() - t})
 
     def build(self, gens, rewards, comps, sample_ids, prompts, timings) -> RolloutBatch:
-        return RolloutBatch.from_generations(
+        """This rank's generations as tensors, then the whole step's batch on every rank, with
+        the rows this rank computes (:func:`~r1mega.rl.packing.assign_rows`)."""
+        local = RolloutBatch.from_generations(
             gens, rewards, comps, self.tokenizer.pad_token_id, agreed_length(gens, self.pad_multiple),
             sample_ids=sample_ids, prompts=prompts, timings=timings)
+        batch = local.gathered(self.dp_group)
+        assign_rows(batch, self.dp_rank, self.dp, self.balance)
+        return batch
 
     def state_dict(self) -> dict:
         return {"data": self.sampler.state_dict(), "engine_calls": self.engine.calls}
@@ -90,7 +98,7 @@ class EngineSource:
 class ReplaySource(EngineSource):
     """The recorded batch of each step from ``directory`` instead of generating and scoring."""
 
-    def __init__(self, directory: str, max_tokens: int, **kw):
+    def __init__(self, directory: str, max_tokens: int, **kw):  # kw: EngineSource's
         super().__init__(**kw)
         self.directory, self.max_tokens = directory, max_tokens
 
@@ -133,8 +141,9 @@ def build_source(cfg, records: list[dict], tokenizer, engine, rewarder, dims):
                               cfg.rollout.max_tokens, list(cfg.rollout.stop), seed=cfg.trainer.seed)
     common = dict(records=records, sampler=sampler, tokenizer=tokenizer, template=cfg.data.template,
                   engine=engine, rewarder=rewarder, sampling=sampling, group_size=rl.group_size,
-                  dp_rank=ps.get_data_parallel_rank(), dp=dims.dp,
-                  pad_multiple=dims.pad_multiple(torch.cuda.is_available()))
+                  dp_rank=ps.get_data_parallel_rank(), dp=dims.dp, dp_group=ps.get_data_parallel_group(),
+                  pad_multiple=dims.pad_multiple(torch.cuda.is_available()),
+                  balance=cfg.trainer.max_tokens_per_microbatch is not None)
     if cfg.rollout.replay_dir:
         source = ReplaySource(cfg.rollout.replay_dir, cfg.rollout.max_tokens, **common)
     else:

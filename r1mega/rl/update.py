@@ -16,28 +16,31 @@ from r1mega.rl.config import GRPOConfig
 from r1mega.rl.forward import grpo_step
 from r1mega.rl.losses import global_loss_denominator
 from r1mega.rl.metrics import LossMetrics
+from r1mega.rl.packing import Layout, schedule_shape, split
 from r1mega.training.step import scale_for_megatron, train_step
 
 
-def update(tm, batch: RolloutBatch, rl: GRPOConfig, temperature: float, vocab_limit: int, micro_batch_size: int,
+def update(tm, batch: RolloutBatch, rl: GRPOConfig, temperature: float, vocab_limit: int, layout: Layout,
            seed: int) -> dict:
-    """Train on ``batch`` (advantages set); returns the merged loss and optimizer metrics.
-    ``seed`` + the scheduler's step count seeds the mini-batch shuffle (resumable)."""
+    """Train on the rows this rank owns (advantages set); returns the merged loss and optimizer
+    metrics. ``seed`` + the scheduler's step count seeds the mini-batch shuffle (resumable)."""
     from megatron.core import parallel_state as ps
 
     from r1mega.parallel.comm import broadcast_from_last_stage
 
     dp_group, dp = ps.get_data_parallel_group(), ps.get_data_parallel_world_size()
-    n, updates = len(batch), rl.ppo_epochs * rl.num_minibatches
+    rows = batch.owned_rows()
+    n = len(rows)
     per_mini = n // rl.num_minibatches
     gen = torch.Generator().manual_seed(seed + tm.scheduler.num_steps)
-    metrics = LossMetrics(updates)
+    metrics = LossMetrics(rl.updates)
     for _ in range(rl.ppo_epochs):
-        order = torch.randperm(n, generator=gen).tolist() if rl.num_minibatches > 1 else list(range(n))
+        order = [rows[i] for i in torch.randperm(n, generator=gen).tolist()] if rl.num_minibatches > 1 else rows
         for j in range(rl.num_minibatches):
-            mbs = batch.micro_batches(order[j * per_mini:(j + 1) * per_mini], micro_batch_size)
+            _, mbs = split(batch, order[j * per_mini:(j + 1) * per_mini], layout)
             denom = global_loss_denominator([b.mask for b in mbs], rl.loss_agg, group=dp_group)
             step = grpo_step(rl, temperature, vocab_limit, max(denom, 1), scale_for_megatron(len(mbs), dp))
-            out = train_step(tm, step, mbs, batch.seq_length, micro_batch_size, collect=LossMetrics.partials)
+            seq_length, mbs_arg = schedule_shape(mbs, layout)
+            out = train_step(tm, step, mbs, seq_length, mbs_arg, collect=LossMetrics.partials)
             metrics.add(broadcast_from_last_stage(out), dp_group)
     return metrics.result()

@@ -27,7 +27,7 @@ import dataclasses
 from r1mega.config.schema import R1Config
 from r1mega.data.loaders import load_split
 from r1mega.parallel.dims import ParallelDims
-from r1mega.rl import shaping
+from r1mega.rl import packing, shaping
 from r1mega.rl.advantages import compute_advantages
 from r1mega.rl.logprob_pass import Reference, fill_logprobs
 from r1mega.rl.metrics import phase, step_metrics
@@ -45,12 +45,13 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
     train_records replaces the train split (stage all_scenario_rl passes both)."""
     from megatron.core import parallel_state as ps
 
-    rl, temperature, mbs = cfg.rl, cfg.rollout.temperature, cfg.trainer.micro_batch_size
+    rl, temperature = cfg.rl, cfg.rollout.temperature
     stage = StageRun(cfg, dims)
     vocab = len(stage.tokenizer)
     train = train_records if train_records is not None else load_split(cfg.data, "train", need_response=False)[0]
     test, _ = load_split(cfg.data, "test", need_response=False)
     tm, reference, engine, rewarder = _build(cfg, dims, stage, make_rewarder)
+    layout, dp_group = packing.layout_for(cfg, dims, stage.tokenizer.pad_token_id, tm, reference), ps.get_data_parallel_group()
     source = build_source(cfg, train, stage.tokenizer, engine, rewarder, dims)
     meta = stage.resume(tm)
     if meta is not None:
@@ -66,16 +67,15 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
         timings = dict(batch.timings)
         shaping.shape_rewards(batch, rl, cfg.rollout.max_tokens)
         with phase(timings, "time_logprobs"):
-            fill_logprobs(batch, tm, reference, rl, temperature, vocab, mbs)
-            mismatch = shaping.correct_mismatch(batch, rl)
-        shaping.kl_in_reward(batch, rl)
+            fill_logprobs(batch, tm, reference, rl, temperature, vocab, layout)
+            mismatch = shaping.correct_mismatch(batch, rl, dp_group)
+        shaping.kl_in_reward(batch, rl, dp_group)
         batch.advantages, groups = compute_advantages(batch.rewards, rl.group_size, rl.adv_estimator, rl.adv_eps)
         with phase(timings, "time_train"):
-            trained = update(tm, batch, rl, temperature, vocab, mbs, cfg.trainer.seed)
+            trained = update(tm, batch, rl, temperature, vocab, layout, cfg.trainer.seed)
         with phase(timings, "time_sync"):
             engine.update_weights()
-        stage.log(step, step_metrics(batch, groups, trained, mismatch, timings, ps.get_data_parallel_group(),
-                                     rl.ppo_epochs))
+        stage.log(step, step_metrics(batch, groups, trained, mismatch, timings, rl.ppo_epochs))
         if stage.should_eval(step):
             stage.log(step, {f"eval_{k}": v for k, v in stage.evaluate(f"step{step}", engine, rewarder, test).items()})
         if stage.should_save(step):

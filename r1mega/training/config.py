@@ -58,6 +58,11 @@ class TrainerConfig:
     """Samples (SFT) or prompts x group size (RL) per optimizer step, over all DP ranks."""
     micro_batch_size: int = 8
     """Samples per forward/backward pass on one rank (gradient accumulation fills the rest)."""
+    max_tokens_per_microbatch: Optional[int] = None
+    """RL stages: run the log-prob and training passes on packed sequences (THD) of at most
+    this many tokens per micro-batch, with the rollout rows dealt to the data-parallel ranks so
+    their token counts balance; None keeps ``micro_batch_size`` rows per micro-batch, each
+    padded to the step's longest row."""
     seed: int = 1234
     """Seed for weights, data order and sampling."""
     log_interval: int = 1
@@ -92,4 +97,7 @@ class TrainerConfig:
                 raise ValueError(f"{prefix}.{key} must be >= 0")
         if self.keep_checkpoints < 1:
             raise ValueError(f"{prefix}.keep_checkpoints must be >= 1")
+        if self.max_tokens_per_microbatch is not None and self.max_tokens_per_microbatch < 1:
+            raise ValueError(f"{prefix}.max_tokens_per_microbatch must be >= 1 (or null), got "
+                             f"{self.max_tokens_per_microbatch}")
         self.precision.validate(f"{prefix}.precision")
