@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from r1mega.rewards.pool import WorkerPool
-from r1mega.rewards.types import Job, Score
+from r1mega.rewards.core.types import Job, Score
+from r1mega.rewards.execution.pool import WorkerPool
 
 
 def _job(fn, *args, timeout_s: float = 5.0, soft: float | None = None) -> Job:
