@@ -105,3 +105,15 @@ def test_wait_ready_after_a_replacement(pool):
     pool.run([_job(os._exit, 1)])
     assert pool.wait_ready(timeout=30.0)
     assert pool.run([_job(operator.add, 20, 22)])[0].value == 42
+
+
+def test_forkserver_preload_names_real_modules():
+    """The forkserver skips a preload module it cannot import, silently: a stale dotted path
+    after a move would only make every replacement worker start cold."""
+    import importlib.util
+
+    from r1mega.rewards.execution import pool as pool_module
+
+    assert pool_module.PRELOAD
+    for name in pool_module.PRELOAD:
+        assert importlib.util.find_spec(name) is not None, name
