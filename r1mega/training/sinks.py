@@ -11,7 +11,8 @@ strings and the ``null`` of a non-finite value stay in ``metrics.jsonl`` only).
 - ``wandb`` starts one W&B run per launch (a resume starts a new one) in ``<run dir>/wandb/``,
   named after the stage, grouped by the run directory's name, with the resolved ``config.yaml``
   as its config. W&B's own environment variables apply: ``WANDB_MODE=offline`` (no network;
-  ``wandb sync`` uploads later), ``WANDB_PROJECT`` (default ``r1mega``), ``WANDB_ENTITY``.
+  ``wandb sync`` uploads later), ``WANDB_PROJECT`` (default ``r1mega``), ``WANDB_RUN_GROUP``
+  (e.g. one group for all steps of a pipeline), ``WANDB_ENTITY``.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ class WandbSink:
 
             config = OmegaConf.to_container(OmegaConf.load(config_path))
         self._run = wandb.init(project=os.environ.get("WANDB_PROJECT", "r1mega"), name=stage,
-                               group=run_dir.resolve().name, dir=str(run_dir), config=config)
+                               group=os.environ.get("WANDB_RUN_GROUP", run_dir.resolve().name),
+                               dir=str(run_dir), config=config)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self._run.log(metrics, step=step)

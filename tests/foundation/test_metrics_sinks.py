@@ -103,15 +103,21 @@ def _wandb_records(path):
             yield record
 
 
-def test_wandb_offline_gets_the_jsonl_keys_and_values(tmp_path, monkeypatch):
+@pytest.mark.parametrize("group", [None, "pipeline-7"])
+def test_wandb_offline_gets_the_jsonl_keys_and_values(tmp_path, monkeypatch, group):
     pytest.importorskip("wandb", reason="the test extra installs wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_PROJECT", "r1mega-test")
-    for var in ("WANDB_API_KEY", "WANDB_DIR", "WANDB_RUN_ID", "WANDB_RESUME"):
+    for var in ("WANDB_API_KEY", "WANDB_DIR", "WANDB_RUN_ID", "WANDB_RESUME", "WANDB_RUN_GROUP"):
         monkeypatch.delenv(var, raising=False)
+    if group is not None:
+        monkeypatch.setenv("WANDB_RUN_GROUP", group)
     (tmp_path / "config.yaml").write_text("trainer:\n  max_steps: 4\n")
     _run(tmp_path, STEPS, ["wandb"])
+    import wandb
+
+    wandb.teardown()  # what the end of the process does: the service writes out the run file (else up to 15 s later)
     (run_file,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     got, run = {}, None
     for record in _wandb_records(run_file):
@@ -124,7 +130,7 @@ def test_wandb_offline_gets_the_jsonl_keys_and_values(tmp_path, monkeypatch):
             for key, value in row.items():
                 if not key.startswith("_"):
                     got[(key, row["_step"])] = float(value)
-    assert (run.display_name, run.project, run.run_group) == ("sft", "r1mega-test", tmp_path.name)
+    assert (run.display_name, run.project, run.run_group) == ("sft", "r1mega-test", group or tmp_path.name)
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
     assert config["trainer"] == {"max_steps": 4}
     expected = _jsonl_scalars(tmp_path)
