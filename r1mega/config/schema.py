@@ -20,7 +20,7 @@ from r1mega.parallel.dims import ParallelDims
 from r1mega.pipeline.config import PipelineConfig
 from r1mega.rewards.config import RewardConfig
 from r1mega.rl.config import GRPOConfig
-from r1mega.rm.config import AllScenarioConfig
+from r1mega.config.all_scenario import AllScenarioConfig
 from r1mega.rollout.config import RolloutConfig
 from r1mega.stages.curation import CurationConfig
 from r1mega.training.config import OptimConfig, TrainerConfig

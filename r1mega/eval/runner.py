@@ -39,7 +39,7 @@ def _equivalence(rewarder, source: str):
 
 
 def _extract(text: str):
-    from r1mega.rewards.extract import extract_math_answer
+    from r1mega.rewards.core.extract import extract_math_answer
 
     found = extract_math_answer(text)
     return found.text if found else None

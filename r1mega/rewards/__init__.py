@@ -12,24 +12,30 @@ Usage::
     results[0].reward       # 2.0 = math_accuracy 1.0 + format 1.0
     results[0].components   # {"math_accuracy": 1.0, "format": 1.0}
 
-Map of the package (each module's docstring explains its part):
+Map of the package (each subpackage's and module's docstring explains its part):
 
-============================  ===============================================================
-``config``                    RewardConfig / SourceRewardConfig / ComponentConfig dataclasses
-``manager``                   RewardManager: plan, de-duplicate, run in the pool, combine
-``pool`` / ``worker``         worker processes with a hard deadline per job
-``math_accuracy``             final-answer extraction + fast path + math-verify (sympy)
-``code_accuracy``             run the last fenced program against tests in the sandbox
-``sandbox`` / ``isolation``   rlimits, namespaces, dedicated uid, cleanup of leftovers
-``format_reward``             <think> layout (R1) and <answer> layout (R1-Zero)
-``language_reward``           proportion of target-language words in the reasoning
-``penalties``                 DAPO overlong penalty, repeated n-gram penalty
-============================  ===============================================================
+==========================  =================================================================
+``config``                  RewardConfig / SourceRewardConfig / ComponentConfig dataclasses
+``registry``                component name -> class (``math_accuracy``, ``format``, ...)
+``manager``                 RewardManager: plan, de-duplicate, run in the pool, combine
+``core/``                   item/score/job/result types, the Component interface, dict ->
+                            dataclass conversion, extraction of the scored part of a completion
+``execution/``              running jobs: worker pool with hard deadlines, in-process executor,
+                            code sandbox, kernel isolation, leftover-process cleanup
+``math/``                   math_accuracy: fast path + math-verify (sympy) in a worker
+``code/``                   code_accuracy: the last fenced program against its tests, sandboxed
+``text/``                   format (R1 / R1-Zero layouts), language consistency, DAPO overlong
+                            and repeated n-gram penalties
+==========================  =================================================================
+
+Layers, each importing only those above it: ``core``; ``execution``; the components in
+``math``, ``code`` and ``text``; then ``registry``, ``config`` and ``manager``. (The forkserver
+preload in ``execution`` imports the math and code job modules, late, to warm them.)
 """
 
 from r1mega.rewards.config import ComponentConfig, RewardConfig, SourceRewardConfig, default_sources
+from r1mega.rewards.core.types import RewardItem, RewardResult
 from r1mega.rewards.manager import RewardManager
-from r1mega.rewards.types import RewardItem, RewardResult
 
 __all__ = [
     "ComponentConfig",

@@ -27,7 +27,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from r1mega.rewards.dictconf import coerce_fields, from_dict
+from r1mega.rewards.core.dictconf import coerce_fields, from_dict
 
 _START_METHODS = ("forkserver", "fork", "spawn")
 

@@ -3,12 +3,12 @@
 One call of :meth:`RewardManager.score_batch` does four things:
 
 1. **plan** -- each item is validated and routed to its data source's components; each
-   component either scores it at once or returns a job (see :mod:`r1mega.rewards.component`).
+   component either scores it at once or returns a job (see :mod:`r1mega.rewards.core.component`).
    Bad items (missing fields, unknown ``data_source``, malformed tests) become results with
    ``error`` set and reward 0; they never raise.
 2. **de-duplicate** -- identical jobs of the batch run once (a GRPO group often repeats an
    answer), and cacheable ones (maths verdicts) are served from a cross-batch LRU cache.
-3. **run** -- the remaining jobs go to the worker pool (:mod:`r1mega.rewards.pool`), or run
+3. **run** -- the remaining jobs go to the worker pool (:mod:`r1mega.rewards.execution.pool`), or run
    in this process when ``num_workers=0``.
 4. **combine** -- each component's value is weighted and summed into ``reward``.
 
@@ -23,8 +23,8 @@ from typing import Any, Iterable, Mapping
 
 from r1mega.rewards import registry
 from r1mega.rewards.config import RewardConfig
-from r1mega.rewards.inline import InlineExecutor
-from r1mega.rewards.types import Job, Outcome, RewardItem, RewardResult, Score
+from r1mega.rewards.core.types import Job, Outcome, RewardItem, RewardResult, Score
+from r1mega.rewards.execution.inline import InlineExecutor
 
 
 class _LRU:
@@ -83,7 +83,7 @@ class RewardManager:
             if workers == 0:
                 self._executor = InlineExecutor()
             else:
-                from r1mega.rewards.pool import WorkerPool
+                from r1mega.rewards.execution.pool import WorkerPool
 
                 self._executor = WorkerPool(workers, self.config.start_method,
                                             self.config.worker_memory_mb, self.config.drop_privileges)
@@ -92,7 +92,7 @@ class RewardManager:
     @property
     def pool(self):
         """The worker pool, once started (None before the first job or with ``num_workers=0``)."""
-        from r1mega.rewards.pool import WorkerPool
+        from r1mega.rewards.execution.pool import WorkerPool
 
         return self._executor if isinstance(self._executor, WorkerPool) else None
 

@@ -1,7 +1,7 @@
 """Name -> reward component class.
 
 Configs refer to components by name (``math_accuracy``, ``format``, ...). A project can add its
-own with :func:`register`; the class must subclass :class:`~r1mega.rewards.component.Component`,
+own with :func:`register`; the class must subclass :class:`~r1mega.rewards.core.component.Component`,
 set ``name`` and an ``Options`` dataclass, and be importable in worker processes if it returns
 jobs (job functions are pickled by reference).
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from r1mega.rewards.code_accuracy import CodeAccuracy
-from r1mega.rewards.component import Component
-from r1mega.rewards.dictconf import from_dict
-from r1mega.rewards.format_reward import FormatReward
-from r1mega.rewards.language_reward import LanguageConsistency
-from r1mega.rewards.math_accuracy import MathAccuracy
-from r1mega.rewards.penalties import OverlongPenalty, RepetitionPenalty
+from r1mega.rewards.code.accuracy import CodeAccuracy
+from r1mega.rewards.core.component import Component
+from r1mega.rewards.core.dictconf import from_dict
+from r1mega.rewards.math.accuracy import MathAccuracy
+from r1mega.rewards.text.format_reward import FormatReward
+from r1mega.rewards.text.language_reward import LanguageConsistency
+from r1mega.rewards.text.penalties import OverlongPenalty, RepetitionPenalty
 
 _REGISTRY: dict[str, type[Component]] = {}
 

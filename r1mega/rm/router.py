@@ -16,9 +16,9 @@ context-manager protocol included).
 
 from __future__ import annotations
 
-from r1mega.rewards.format_reward import FormatOptions, check_format
-from r1mega.rewards.types import RewardResult
-from r1mega.rm.config import AllScenarioConfig
+from r1mega.config.all_scenario import AllScenarioConfig
+from r1mega.rewards.core.types import RewardResult
+from r1mega.rewards.text.format_reward import FormatOptions, check_format
 
 
 class RewardRouter:

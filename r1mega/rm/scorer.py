@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from r1mega.rewards.extract import split_reasoning
-from r1mega.rm.config import RewardModelConfig
+from r1mega.config.all_scenario import RewardModelConfig
+from r1mega.rewards.core.extract import split_reasoning
 
 
 class RewardModelScorer:

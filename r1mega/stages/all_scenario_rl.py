@@ -24,9 +24,9 @@ from pathlib import Path
 import torch.distributed as dist
 
 from r1mega.config.schema import R1Config
+from r1mega.data import general_prompts
 from r1mega.data.loaders import load_split
 from r1mega.parallel.dims import ParallelDims
-from r1mega.rm import general_prompts
 from r1mega.stages import grpo
 
 

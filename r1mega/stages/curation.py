@@ -9,7 +9,7 @@ model or process group so it can be tested on strings. For one prompt and its k 
    listed in ``curation.judge_sources`` -- go to the *judge*. R1 used DeepSeek-V3 as a
    generative judge here: ``curation.judge=generative curation.judge_model=DIR`` asks a local
    Hugging Face causal LM whether the response's final answer matches the reference
-   (:mod:`r1mega.rm.judge`); ``curation.judge=module:function`` plugs in any callable
+   (:mod:`r1mega.data.judge`); ``curation.judge=module:function`` plugs in any callable
    ``judge(prompt, reference, response) -> bool`` instead (e.g. a call to a served model).
    Without a judge such responses are ``unverifiable``.
 2. **filter** (``r1mega.stages.filters``): truncated, malformed, overlong, mixed-language,
@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from r1mega.rm.judge import JudgeConfig
+from r1mega.data.judge import JudgeConfig
 from r1mega.stages.filters import FilterConfig, reject_reason
 
 SPLITS = ("train", "test")
@@ -60,7 +60,7 @@ class CurationConfig:
     judge_model: Optional[str] = None
     """judge=generative: directory of a Hugging Face causal LM and its tokenizer."""
     judge_options: JudgeConfig = field(default_factory=JudgeConfig)
-    """judge=generative: reply words, decision margin, answer length (r1mega.rm.judge)."""
+    """judge=generative: reply words, decision margin, answer length (r1mega.data.judge)."""
     judge_sources: list = field(default_factory=list)
     """data_source names always sent to the judge, even when a rule reward exists."""
     output: str = "data.jsonl"
@@ -93,7 +93,7 @@ def make_judge(cfg: CurationConfig):
     if cfg.judge is None:
         return None
     if cfg.judge == "generative":
-        from r1mega.rm.judge import GenerativeJudge
+        from r1mega.data.judge import GenerativeJudge
 
         return GenerativeJudge(cfg.judge_model, cfg.judge_options)
     return load_judge(cfg.judge)

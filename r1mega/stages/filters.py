@@ -25,10 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from r1mega.rewards.extract import split_reasoning
-from r1mega.rewards.format_reward import FormatOptions, check_format
-from r1mega.rewards.language import target_fraction
-from r1mega.rewards.penalties import repeated_ngram_fraction
+from r1mega.rewards.core.extract import split_reasoning
+from r1mega.rewards.text.format_reward import FormatOptions, check_format
+from r1mega.rewards.text.language import target_fraction
+from r1mega.rewards.text.penalties import repeated_ngram_fraction
 
 FORMAT_MODES = ("think", "answer_tag", "none")
 REASONS = ("truncated", "malformed", "overlong", "mixed_language", "repetitive")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional
 
 from r1mega.models.precision import PrecisionConfig
 
@@ -83,6 +83,9 @@ class TrainerConfig:
     """Show a progress bar with ETA on rank 0."""
     plots: bool = True
     """Write PNG plots of the main curves into the run directory at the end."""
+    loggers: List[str] = field(default_factory=list)
+    """Sinks besides metrics.jsonl, with its keys and values: 'tensorboard' (<run dir>/tensorboard/),
+    'wandb' (W&B run in <run dir>/wandb/; WANDB_MODE=offline needs no network)."""
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     """dtype and FP8 settings."""
 
@@ -101,3 +104,6 @@ class TrainerConfig:
             raise ValueError(f"{prefix}.max_tokens_per_microbatch must be >= 1 (or null), got "
                              f"{self.max_tokens_per_microbatch}")
         self.precision.validate(f"{prefix}.precision")
+        from r1mega.training.sinks import check_loggers
+
+        check_loggers(self.loggers, f"{prefix}.loggers")

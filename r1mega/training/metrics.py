@@ -3,7 +3,8 @@
 Only the rank that owns logging (global rank 0) writes. ``metrics.jsonl`` gets one JSON object
 per logged step, flushed at once so a killed run keeps every line it printed; on resume, lines
 from steps after the restored checkpoint are dropped so the file never holds two histories.
-``summary.json`` is written atomically at the end.
+``summary.json`` is written atomically at the end. ``loggers`` (``trainer.loggers``) adds
+TensorBoard and W&B sinks that get the same keys and values (``r1mega.training.sinks``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Sequence
 
 from r1mega.training.checkpoint import atomic_write_text
+from r1mega.training.sinks import make_sinks, scalars
 
 
 def _clean(value):
@@ -25,15 +28,20 @@ def _clean(value):
 
 
 class MetricsLogger:
-    """Append-only step metrics plus a tqdm progress bar with ETA (rank 0 only)."""
+    """Append-only step metrics plus a tqdm progress bar with ETA (rank 0 only).
 
-    def __init__(self, run_dir: str | Path, stage: str, total_steps: int, enabled: bool, progress: bool = True):
+    ``loggers`` names extra sinks (``"tensorboard"``, ``"wandb"``), made on the logging rank only.
+    """
+
+    def __init__(self, run_dir: str | Path, stage: str, total_steps: int, enabled: bool, progress: bool = True,
+                 *, loggers: Sequence[str] = ()):
         self.run_dir = Path(run_dir)
         self.stage = stage
         self.enabled = enabled
         self.path = self.run_dir / "metrics.jsonl"
         self.history: list[dict] = []
         self._bar = None
+        self.sinks = make_sinks(list(loggers), self.run_dir, stage) if enabled else []
         if enabled and progress:
             from tqdm import tqdm
 
@@ -58,12 +66,18 @@ class MetricsLogger:
         self.history.append(record)
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
+        values = scalars({k: record[k] for k in metrics})
+        for sink in self.sinks:
+            sink.log(step, values)
         if self._bar is not None:
             shown = {k: record[k] for k in ("loss", "reward_mean", "lr") if isinstance(record.get(k), (int, float))}
             self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
             self._bar.update(step - self._bar.n)
 
     def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+        self.sinks = []
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from r1mega.data.judge import GenerativeJudge, JudgeConfig
 from r1mega.rewards import RewardManager
-from r1mega.rm.judge import GenerativeJudge, JudgeConfig
 from r1mega.stages.curation import CurationConfig, make_judge, verify
 
 Q, REF = "Name the capital of France.", "Paris"

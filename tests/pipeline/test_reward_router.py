@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from r1mega.config.all_scenario import AllScenarioConfig, RewardModelConfig
+from r1mega.data import general_prompts
 from r1mega.rewards import RewardManager
-from r1mega.rm import general_prompts
-from r1mega.rm.config import AllScenarioConfig, RewardModelConfig
 from r1mega.rm.router import RewardRouter
 from r1mega.rm.scorer import RewardModelScorer
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 
-from r1mega.rewards.isolation import MARKER_VAR
+from r1mega.rewards.execution.isolation import MARKER_VAR
 
 
 def think(answer_part: str, reasoning: str = "Let me think.") -> str:

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from r1mega.rewards import RewardManager
-from r1mega.rewards.code_tests import normalize_output, outputs_match, parse_tests
+from r1mega.rewards.code.tests import normalize_output, outputs_match, parse_tests
 
 from tests.rewards.reward_helpers import cpp_block, python_block, think
 

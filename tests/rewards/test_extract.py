@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from r1mega.rewards.extract import (
+from r1mega.rewards.core.extract import (
     extract_math_answer,
     last_answer_tag,
     last_boxed,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from r1mega.rewards.format_reward import FormatOptions, FormatReward, check_format
-from r1mega.rewards.types import RewardItem
+from r1mega.rewards.core.types import RewardItem
+from r1mega.rewards.text.format_reward import FormatOptions, FormatReward, check_format
 
 
 @pytest.mark.parametrize("completion, ok, reason", [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from r1mega.rewards import RewardManager
-from r1mega.rewards.language import latin_language, script_of, strip_non_prose, target_fraction, word_languages
+from r1mega.rewards.text.language import latin_language, script_of, strip_non_prose, target_fraction, word_languages
 
 
 def test_scripts():

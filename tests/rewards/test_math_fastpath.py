@@ -8,8 +8,8 @@ from fractions import Fraction
 
 import pytest
 
-from r1mega.rewards.math_normalize import compact, fast_verdict, normalize_latex_light, parse_plain_number
-from r1mega.rewards.math_verify_backend import verify_answer
+from r1mega.rewards.math.normalize import compact, fast_verdict, normalize_latex_light, parse_plain_number
+from r1mega.rewards.math.verify_backend import verify_answer
 
 
 @pytest.mark.parametrize("text, value, decimal", [
@@ -124,7 +124,7 @@ def test_polynomial_shortcut_agrees_with_math_verify():
     """Polynomial identities decided by Poly must match math-verify's simplify-based verdict."""
     from math_verify import verify
 
-    from r1mega.rewards.math_verify_backend import parse_gold, parse_prediction, polynomial_verdict
+    from r1mega.rewards.math.verify_backend import parse_gold, parse_prediction, polynomial_verdict
 
     rng = random.Random(2)
     pairs = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from r1mega.rewards.penalties import (
+from r1mega.rewards.text.penalties import (
     OverlongOptions,
     OverlongPenalty,
     RepetitionOptions,
@@ -12,7 +12,7 @@ from r1mega.rewards.penalties import (
     overlong_penalty,
     repeated_ngram_fraction,
 )
-from r1mega.rewards.types import RewardItem
+from r1mega.rewards.core.types import RewardItem
 
 
 @pytest.mark.parametrize("length, expected", [

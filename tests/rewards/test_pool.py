@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from r1mega.rewards.pool import WorkerPool
-from r1mega.rewards.types import Job, Score
+from r1mega.rewards.core.types import Job, Score
+from r1mega.rewards.execution.pool import WorkerPool
 
 
 def _job(fn, *args, timeout_s: float = 5.0, soft: float | None = None) -> Job:
@@ -105,3 +105,15 @@ def test_wait_ready_after_a_replacement(pool):
     pool.run([_job(os._exit, 1)])
     assert pool.wait_ready(timeout=30.0)
     assert pool.run([_job(operator.add, 20, 22)])[0].value == 42
+
+
+def test_forkserver_preload_names_real_modules():
+    """The forkserver skips a preload module it cannot import, silently: a stale dotted path
+    after a move would only make every replacement worker start cold."""
+    import importlib.util
+
+    from r1mega.rewards.execution import pool as pool_module
+
+    assert pool_module.PRELOAD
+    for name in pool_module.PRELOAD:
+        assert importlib.util.find_spec(name) is not None, name

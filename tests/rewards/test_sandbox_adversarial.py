@@ -21,7 +21,7 @@ import uuid
 import pytest
 
 from r1mega.rewards import RewardManager
-from r1mega.rewards.isolation import probe
+from r1mega.rewards.execution.isolation import probe
 
 from tests.rewards.reward_helpers import (
     cpp_block,

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 
 from r1mega.config.schema import to_config
 from r1mega.config.store import conf_dir, register
-from r1mega.rewards.types import RewardResult
+from r1mega.rewards.core.types import RewardResult
 
 
 class ContainsSeven:

@@ -19,7 +19,7 @@ Mechanics (all in the calling thread, no helper threads):
   outlived the worker; the replacement worker does this before it reports ready.
 
 Workers start through ``forkserver`` by default: the server imports and warms sympy once
-(:mod:`r1mega.rewards.worker_preload`), each worker is a cheap fork of it, and the parent may
+(:mod:`r1mega.rewards.execution.worker_preload`), each worker is a cheap fork of it, and the parent may
 have threads (a trainer) without fork-safety worries. A new worker announces itself ready
 before it gets work, so slow start-ups never eat into a job's deadline.
 """
@@ -33,11 +33,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from r1mega.rewards import isolation, procs
-from r1mega.rewards.types import Job, Outcome
-from r1mega.rewards.worker import worker_main
+from r1mega.rewards.core.types import Job, Outcome
+from r1mega.rewards.execution import isolation, procs
+from r1mega.rewards.execution.worker import worker_main
 
-PRELOAD = ["r1mega.rewards.worker_preload"]
+PRELOAD = ["r1mega.rewards.execution.worker_preload"]
 _MAX_START_FAILURES = 5
 
 

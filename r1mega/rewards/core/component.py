@@ -1,12 +1,12 @@
 """The interface every reward component implements.
 
-A component turns one :class:`~r1mega.rewards.types.RewardItem` into one number. It is built
+A component turns one :class:`~r1mega.rewards.core.types.RewardItem` into one number. It is built
 once per data source from a typed options dataclass (``Options``), then asked to
 :meth:`Component.plan` each item:
 
 * cheap, pure-Python, linear-time work (tag checks, length) returns a
-  :class:`~r1mega.rewards.types.Score` directly, in the calling process;
-* work that can hang or must be sandboxed returns a :class:`~r1mega.rewards.types.Job`; the
+  :class:`~r1mega.rewards.core.types.Score` directly, in the calling process;
+* work that can hang or must be sandboxed returns a :class:`~r1mega.rewards.core.types.Job`; the
   manager runs all jobs of a batch in the worker pool and hands each outcome to
   ``job.finish``.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from r1mega.rewards.types import Job, RewardItem, Score
+from r1mega.rewards.core.types import Job, RewardItem, Score
 
 
 class Component:

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from r1mega.rewards.component import Component, one_of, positive
-from r1mega.rewards.types import RewardItem, Score
+from r1mega.rewards.core.component import Component, one_of, positive
+from r1mega.rewards.core.types import RewardItem, Score
 
 
 @dataclass

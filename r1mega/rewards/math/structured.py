@@ -2,7 +2,7 @@
 
 math-verify parses these with latex2sympy's ANTLR grammar, whose full-context predictions for
 brackets and commas cost 50-400 ms per answer; comparing the numbers directly costs
-microseconds. Like :mod:`r1mega.rewards.math_normalize`, this module only answers when the
+microseconds. Like :mod:`r1mega.rewards.math.normalize`, this module only answers when the
 verdict is certain under math-verify's semantics, and returns None otherwise:
 
 * ``(a, b, ...)`` / ``[a, b)`` / ``(a, b]`` / ``[a, b]`` -- ordered; with the same brackets and

@@ -1,6 +1,6 @@
 """Kernel isolation primitives for the code sandbox, and probing which ones this host allows.
 
-The sandbox (:mod:`r1mega.rewards.sandbox`) layers whatever the kernel lets us use:
+The sandbox (:mod:`r1mega.rewards.execution.sandbox`) layers whatever the kernel lets us use:
 
 * **network namespace** -- ``unshare(CLONE_NEWNET)`` in the child before ``exec``: the program
   sees only a loopback device that is down, so every connect fails. Needs root, or an
@@ -191,7 +191,7 @@ def claim_clean_uid(attempts: int = 16) -> int:
     A previous owner without a reaper may have left zombies that PID 1 never collects; they
     would count against the uid's process limit forever, so such a uid is passed over.
     """
-    from r1mega.rewards import procs
+    from r1mega.rewards.execution import procs
 
     dirty = []
     try:

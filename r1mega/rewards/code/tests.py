@@ -24,7 +24,7 @@ import json
 import signal
 from typing import Any
 
-from r1mega.rewards.sandbox import RunResult
+from r1mega.rewards.execution.sandbox import RunResult
 
 VERDICTS = ("passed", "wrong_answer", "timeout", "memory", "runtime_error", "compile_error")
 _MEMORY_MARKERS = (b"MemoryError", b"std::bad_alloc", b"Cannot allocate memory")

@@ -20,7 +20,7 @@ back to it for killing and reaping), sets a soft address-space limit, so a sympy
 raises MemoryError instead of swapping the node, and sweeps its slot's sandbox identity (a
 killed predecessor may have left processes and run directories) before announcing itself.
 
-Importing this module has no side effects; :mod:`r1mega.rewards.worker_preload` is what the
+Importing this module has no side effects; :mod:`r1mega.rewards.execution.worker_preload` is what the
 forkserver imports to start workers with sympy loaded and warm.
 """
 
@@ -32,7 +32,7 @@ import signal
 import time
 from typing import Any
 
-from r1mega.rewards import isolation, procs
+from r1mega.rewards.execution import isolation, procs
 
 
 class SoftTimeout(BaseException):

@@ -15,7 +15,7 @@ Why this module never uses math-verify's own timeouts: they rely on ``signal.ala
 only works in the main thread, has one-second granularity, and cannot interrupt C code that
 never checks for signals (one multiplication of two huge integers, say, while sympy expands
 ``9^{9^{9^{9}}}``-like inputs). Instead the caller gives a *soft* deadline that
-:mod:`r1mega.rewards.worker` raises as an exception with ``setitimer`` (interrupts anything
+:mod:`r1mega.rewards.execution.worker` raises as an exception with ``setitimer`` (interrupts anything
 that returns to the interpreter loop) and the pool enforces a *hard* deadline by killing the
 worker process.
 
@@ -31,7 +31,7 @@ import logging
 import sympy
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from r1mega.rewards.math_normalize import normalize_latex_light
+from r1mega.rewards.math.normalize import normalize_latex_light
 
 # math-verify warns once per process that its timeouts are off; they are off by design here.
 logging.getLogger("math_verify").setLevel(logging.ERROR)

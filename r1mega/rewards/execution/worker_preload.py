@@ -9,17 +9,18 @@ shows up again in the first job.
 
 from __future__ import annotations
 
-from r1mega.rewards import worker  # noqa: F401  (the worker loop itself)
+from r1mega.rewards.execution import worker  # noqa: F401  (the worker loop itself)
 
 
 def warm() -> None:
     """Import the job modules and run a few verifications."""
     try:
-        from r1mega.rewards import code_runner  # noqa: F401
-        from r1mega.rewards import isolation, math_verify_backend
+        from r1mega.rewards.code import runner  # noqa: F401
+        from r1mega.rewards.execution import isolation
+        from r1mega.rewards.math import verify_backend
 
         isolation.probe()  # which namespaces work here: asked once, inherited by every fork
-        math_verify_backend.warm_up()
+        verify_backend.warm_up()
     except Exception:
         pass
 

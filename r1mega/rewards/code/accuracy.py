@@ -1,7 +1,7 @@
 """Code accuracy: run the completion's last fenced program against the item's tests.
 
 The program is the last ```` ```python ```` or ```` ```cpp ```` block after ``</think>``. It
-runs in the sandbox (:mod:`r1mega.rewards.code_runner`, :mod:`r1mega.rewards.sandbox`) inside
+runs in the sandbox (:mod:`r1mega.rewards.code.runner`, :mod:`r1mega.rewards.execution.sandbox`) inside
 a pool worker; each run yields one verdict of ``passed``, ``wrong_answer``, ``timeout``,
 ``memory``, ``runtime_error`` or ``compile_error``.
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from r1mega.rewards.code_tests import parse_tests
-from r1mega.rewards.component import Component, one_of, positive
-from r1mega.rewards.extract import last_code_block, split_reasoning
-from r1mega.rewards.types import Job, Outcome, RewardItem, Score
+from r1mega.rewards.code.tests import parse_tests
+from r1mega.rewards.core.component import Component, one_of, positive
+from r1mega.rewards.core.extract import last_code_block, split_reasoning
+from r1mega.rewards.core.types import Job, Outcome, RewardItem, Score
 
 _LANGUAGES = ("python", "cpp")
 
@@ -81,7 +81,7 @@ class CodeAccuracyOptions:
 
 def run_code_job(language: str, code: str, spec, opts: CodeAccuracyOptions) -> dict:
     """Worker entry point (imports the sandbox machinery only where it runs)."""
-    from r1mega.rewards.code_runner import run_code_tests
+    from r1mega.rewards.code.runner import run_code_tests
 
     return run_code_tests(language, code, spec, opts)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from r1mega.rewards.extract import split_reasoning
+from r1mega.rewards.core.extract import split_reasoning
 
 INSTRUCTION = (
     "You are grading an answer against a reference.\n"

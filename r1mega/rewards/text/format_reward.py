@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from r1mega.rewards.component import Component, one_of
-from r1mega.rewards.extract import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
-from r1mega.rewards.types import RewardItem, Score
+from r1mega.rewards.core.component import Component, one_of
+from r1mega.rewards.core.extract import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
+from r1mega.rewards.core.types import RewardItem, Score
 
 _MODES = ("think", "answer_tag")
 

@@ -2,13 +2,13 @@
 
 Pipeline for one item, cheapest first:
 
-1. **extract** the final answer in the calling process (:mod:`r1mega.rewards.extract`): last
+1. **extract** the final answer in the calling process (:mod:`r1mega.rewards.core.extract`): last
    ``<answer>`` tag or last ``\\boxed{}`` after ``</think>``; no closing ``</think>`` means no
    answer (``require_think``), so an unfinished generation scores 0.
-2. **fast path** (:mod:`r1mega.rewards.math_normalize`, :mod:`r1mega.rewards.math_structured`):
+2. **fast path** (:mod:`r1mega.rewards.math.normalize`, :mod:`r1mega.rewards.math.structured`):
    identical normalised strings, plain numbers, and points/intervals/sets/matrices of plain
    numbers are decided in microseconds with no worker round trip.
-3. **math-verify** in a worker (:mod:`r1mega.rewards.math_verify_backend`; polynomial
+3. **math-verify** in a worker (:mod:`r1mega.rewards.math.verify_backend`; polynomial
    identities are settled there with ``Poly`` instead of ``simplify``) under a soft deadline
    (exception inside the worker) and a hard one (the pool kills the worker). A timeout scores
    0 with status ``timeout``; verdicts are cached across batches, timeouts are not.
@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from r1mega.rewards.component import Component, one_of, positive
-from r1mega.rewards.extract import extract_math_answer, normalize_gold
-from r1mega.rewards.math_normalize import fast_verdict
-from r1mega.rewards.types import Job, Outcome, RewardItem, Score
+from r1mega.rewards.core.component import Component, one_of, positive
+from r1mega.rewards.core.extract import extract_math_answer, normalize_gold
+from r1mega.rewards.core.types import Job, Outcome, RewardItem, Score
+from r1mega.rewards.math.normalize import fast_verdict
 
 _FORMS = ("boxed", "answer_tag")
 
@@ -82,7 +82,7 @@ def gold_answers(answer: object) -> tuple[str, ...]:
 
 def run_math_verify(*args):
     """Worker entry point; imports sympy lazily so the calling process never has to."""
-    from r1mega.rewards.math_verify_backend import verify_answer
+    from r1mega.rewards.math.verify_backend import verify_answer
 
     return verify_answer(*args)
 

@@ -17,8 +17,8 @@ import os
 import shutil
 import sys
 
-from r1mega.rewards import isolation, sandbox
-from r1mega.rewards.code_tests import COMPILE_ERROR_EXIT, COMPILE_ERROR_MARKER, TestSpec, verdict
+from r1mega.rewards.code.tests import COMPILE_ERROR_EXIT, COMPILE_ERROR_MARKER, TestSpec, verdict
+from r1mega.rewards.execution import isolation, sandbox
 
 _BOOT = """\
 import sys

@@ -11,7 +11,7 @@ Every run gets:
   core dumps;
 * ``PR_SET_NO_NEW_PRIVS`` and a **parent-death signal**, so a child outlives neither a dying
   worker nor gains privileges through set-uid binaries;
-* the isolation of :mod:`r1mega.rewards.isolation` the host allows: network namespace, private
+* the isolation of :mod:`r1mega.rewards.execution.isolation` the host allows: network namespace, private
   ``/tmp``, dedicated uid;
 * a **wall-clock timeout** (waited on with a pidfd, so short runs return at once), after
   which the process group is killed -- and after *every* run, a sweep of whatever is left: in
@@ -40,7 +40,7 @@ import tempfile
 import time
 from typing import Iterator
 
-from r1mega.rewards import isolation, procs
+from r1mega.rewards.execution import isolation, procs
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Run jobs in the calling process: the ``num_workers=0`` path, for unit tests and debugging.
 
-Same interface as :class:`~r1mega.rewards.pool.WorkerPool` (``run(jobs) -> outcomes``), none
+Same interface as :class:`~r1mega.rewards.execution.pool.WorkerPool` (``run(jobs) -> outcomes``), none
 of its protection: a job's deadline is applied as a ``SIGALRM`` soft timeout when called from
 the main thread (and not at all from other threads), and a job stuck in C code (a giant
 integer power) blocks the caller. Use the pool for anything that sees model outputs.
@@ -12,8 +12,8 @@ import signal
 import threading
 from typing import Sequence
 
-from r1mega.rewards.types import Job, Outcome
-from r1mega.rewards.worker import _on_alarm, run_job
+from r1mega.rewards.core.types import Job, Outcome
+from r1mega.rewards.execution.worker import _on_alarm, run_job
 
 
 class InlineExecutor:

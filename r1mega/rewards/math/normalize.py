@@ -13,7 +13,7 @@ under math-verify's own conventions:
   decimal point -> different; a decimal that differs from the other number by more than what
   math-verify's rounding to ``float_rounding`` places could absorb -> different;
 * **structures of plain numbers** (points, intervals, sets, matrices) and ``k\\sqrt{m}``:
-  see :mod:`r1mega.rewards.math_structured`.
+  see :mod:`r1mega.rewards.math.structured`.
 
 Anything else (including "close but not equal" decimals, percentages, units, expressions)
 returns None and goes to math-verify in a worker. ``tests/rewards/test_math_fastpath.py``
@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from r1mega.rewards.math_structured import structured_verdict
+from r1mega.rewards.math.structured import structured_verdict
 
 _MAX_SIGNIFICANT_DIGITS = 15
 # Decimal comparisons are only decided here for magnitudes where 15 significant digits still

@@ -1,7 +1,7 @@
 """Language-consistency reward (DeepSeek-R1, stage 2 onwards).
 
 The value is the proportion of target-language words in the chain of thought, in [0, 1], as
-counted by :mod:`r1mega.rewards.language`. The paper adds it directly to the accuracy reward;
+counted by :mod:`r1mega.rewards.text.language`. The paper adds it directly to the accuracy reward;
 give it a weight in the source's component list to do the same.
 
 The character-level scan is pure Python and proportional to the completion length (tens of
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from r1mega.rewards.component import Component, one_of, positive
-from r1mega.rewards.extract import split_reasoning
-from r1mega.rewards.language import LATIN_LANGUAGES, SCRIPT_LANGUAGES, target_fraction
-from r1mega.rewards.types import Job, Outcome, RewardItem, Score
+from r1mega.rewards.core.component import Component, one_of, positive
+from r1mega.rewards.core.extract import split_reasoning
+from r1mega.rewards.core.types import Job, Outcome, RewardItem, Score
+from r1mega.rewards.text.language import LATIN_LANGUAGES, SCRIPT_LANGUAGES, target_fraction
 
 _SCOPES = ("reasoning", "completion")
 
