@@ -75,7 +75,7 @@ class StageRun:
         check_vocab(self.tokenizer, cfg)
         self.ckpt_dir = checkpoint_dir(cfg)
         self.logger = MetricsLogger(self.dir, self.label, cfg.trainer.max_steps, is_logging_rank(),
-                                    cfg.trainer.progress)
+                                    cfg.trainer.progress, loggers=cfg.trainer.loggers)
         self.start_step = 0
         self.wall_start: Optional[float] = None
 
