@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from r1mega.convert.layout import MODEL_DIR
 from r1mega.models.config import ModelConfig
 from r1mega.models.precision import PrecisionConfig
 from r1mega.parallel.config import ParallelConfig
 from r1mega.parallel.dims import ParallelDims
+from r1mega.training.ckpt_layout import MODEL_DIR
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 EXTRA_STATE = "_extra_state"

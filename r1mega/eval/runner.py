@@ -102,6 +102,6 @@ def write_samples(path, samples: list[dict]) -> None:
     """The ``samples`` of :func:`evaluate` as JSONL, written atomically."""
     import json
 
-    from r1mega.training.checkpoint import atomic_write_text
+    from r1mega.training.ckpt_layout import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(s) + "\n" for s in samples))

@@ -110,9 +110,7 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
     optim = dataclasses.replace(cfg.optim, decay_steps=cfg.optim.decay_steps or cfg.trainer.max_steps * updates)
     tm = build_train_model(cfg.model, dims, optim, cfg.trainer, cfg.parallel.distributed_optimizer)
     ckpt_dir, start_step, label = common.checkpoint_dir(cfg), 0, cfg.stage.label or cfg.stage.name
-    init = ckpt.latest_checkpoint(cfg.trainer.init_from) if cfg.trainer.init_from else None
-    if cfg.trainer.init_from and init is None:
-        raise ValueError(f"trainer.init_from={cfg.trainer.init_from!r} holds no complete checkpoint")
+    init = ckpt.policy_checkpoint(cfg.trainer.init_from) if cfg.trainer.init_from else None
     ref_chunks = None
     if rl.needs_reference:
         ref_chunks = build_chunks(cfg.model, dims, cfg.trainer.precision)

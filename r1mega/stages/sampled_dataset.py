@@ -36,7 +36,7 @@ from r1mega.stages import common
 from r1mega.stages.curation import curate_prompt, make_judge, verify_many
 from r1mega.stages.shards import ShardWriter, check_plan, merge, read_progress
 from r1mega.training import checkpoint as ckpt
-from r1mega.training.checkpoint import atomic_write_text
+from r1mega.training.ckpt_layout import atomic_write_text
 from r1mega.training.metrics import write_summary
 
 
@@ -57,9 +57,7 @@ def load_policy(cfg: R1Config, dims: ParallelDims, tokenizer):
 
     if not cfg.trainer.init_from:
         raise ValueError(f"trainer.init_from must name the checkpoint to sample from (stage={cfg.stage.name})")
-    source = ckpt.latest_checkpoint(cfg.trainer.init_from)
-    if source is None:
-        raise ValueError(f"trainer.init_from={cfg.trainer.init_from!r} holds no complete checkpoint")
+    source = ckpt.policy_checkpoint(cfg.trainer.init_from)  # fails before any model is built
     chunks = build_chunks(cfg.model, dims, cfg.trainer.precision)
     ckpt.load_model_weights(source, chunks)
     if cfg.rollout.engine == "vllm":

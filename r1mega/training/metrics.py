@@ -13,7 +13,7 @@ import math
 import time
 from pathlib import Path
 
-from r1mega.training.checkpoint import atomic_write_text
+from r1mega.training.ckpt_layout import atomic_write_text
 
 
 def _clean(value):
