@@ -26,6 +26,7 @@ from r1mega.convert import layout
 from r1mega.convert.hf_io import HFReader
 from r1mega.convert.mappings import architecture_mismatches, model_config_from_hf
 from r1mega.convert.megatron_io import barrier, build_chunk, load_model, rank, setup
+from r1mega.device import device
 from r1mega.training.ckpt_layout import latest_iteration_dir
 
 
@@ -124,11 +125,11 @@ def _to_rank0(logits: Optional[torch.Tensor], shape, vocab: int) -> Optional[tor
     source = box[0]
     if source == 0:
         return logits
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
+    where = device()
     if rank() == source:
-        dist.send(logits.to(device).contiguous(), dst=0)  # NCCL sends device tensors only
+        dist.send(logits.to(where).contiguous(), dst=0)  # NCCL sends device tensors only
     if rank() == 0:
-        buf = torch.empty(*shape, vocab, device=device)
+        buf = torch.empty(*shape, vocab, device=where)
         dist.recv(buf, src=source)
         return buf.cpu()
     return None

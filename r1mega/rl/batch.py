@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from r1mega.device import cuda_device_or_none
+
 
 @dataclass
 class Rollout:
@@ -34,7 +36,7 @@ def agreed_length(generations: list, multiple: int = 16) -> int:
     ranks (an all-reduce when distributed), rounded up to ``multiple``."""
     longest = max(len(g.prompt_ids) + len(g.token_ids) for g in generations) - 1
     if dist.is_initialized() and dist.get_world_size() > 1:
-        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+        device = cuda_device_or_none()
         t = torch.tensor([longest], device=device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         longest = int(t.item())

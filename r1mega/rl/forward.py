@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from r1mega.device import device
 from r1mega.rl.config import GRPOConfig
 from r1mega.rl.logprobs import vocab_parallel_logprobs
 from r1mega.rl.losses import grpo_microbatch_loss
-
-
-def _device():
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 MASKED_LOGIT = -1.0e4  # exp(-1e4 - max) is exactly 0 in fp32, and 0 * -1e4 is 0 (no NaN entropy)
@@ -40,7 +37,7 @@ def token_logprobs(model, batch: dict, temperature: float, vocab_limit: int):
     """(logits-producing output tensor, fn(logits) -> (logp, entropy)) for one micro-batch."""
     from megatron.core import parallel_state as ps
 
-    b = {k: v.to(_device()) for k, v in batch.items()}
+    b = {k: v.to(device()) for k, v in batch.items()}
     out = model(b["tokens"], b["position_ids"], None)
 
     def logp_entropy(logits):

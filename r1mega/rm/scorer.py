@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from r1mega.device import device
 from r1mega.rewards.extract import split_reasoning
 from r1mega.rm.config import RewardModelConfig
 
@@ -43,7 +44,7 @@ class RewardModelScorer:
                              "a reward model needs num_labels=1")
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        self.device = device()
         self.model.to(self.device).eval()
 
     def judged_text(self, response: str) -> str | None:

@@ -43,6 +43,7 @@ from collections import defaultdict
 import torch
 import torch.distributed as dist
 
+from r1mega.device import device
 from r1mega.rollout.base import Generation, SamplingParams
 from r1mega.rollout.sampling import sample
 
@@ -63,7 +64,7 @@ class MegatronEngine:
         self.vocab_limit = vocab_limit or len(tokenizer)
         self.seed_offset = seed_offset
         self.calls = 0
-        self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        self.device = device()
         config = get_model_config(self.model)
         # With sequence parallelism a step must cover a multiple of TP positions (module doc).
         self.seq_multiple = config.tensor_model_parallel_size if config.sequence_parallel else 1

@@ -28,6 +28,7 @@ from r1mega.data.loaders import load_split
 from r1mega.data.sampler import EpochSampler, rank_slice
 from r1mega.data.templates import render_prompt
 from r1mega.data.tokenizer import load_tokenizer
+from r1mega.device import cuda_device_or_none
 from r1mega.eval.runner import accuracy_of, evaluate, write_samples
 from r1mega.parallel.dims import ParallelDims
 from r1mega.rl import advantages as adv_mod
@@ -289,7 +290,7 @@ def _sum_over_dp(m: dict) -> dict:
     if not dist.is_initialized() or dist.get_world_size(group) == 1:
         return m
     keys = sorted(k for k in m if k not in GLOBAL_KEYS)
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+    device = cuda_device_or_none()
     t = torch.tensor([float(m[k]) for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t, group=group)
     return {**m, **dict(zip(keys, t.tolist()))}

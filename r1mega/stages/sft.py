@@ -16,6 +16,7 @@ from r1mega.data.loaders import load_split
 from r1mega.data.sampler import EpochSampler, rank_slice
 from r1mega.data.sft import collate, collate_packed, pack, packed_seq_params, tokenize_sft
 from r1mega.data.tokenizer import load_tokenizer
+from r1mega.device import device
 from r1mega.parallel.dims import ParallelDims
 from r1mega.stages import common
 from r1mega.training import checkpoint as ckpt
@@ -70,8 +71,7 @@ def sft_forward_step(scale: float):
 
     def forward_step(data_iterator, model):
         batch = next(data_iterator)
-        dev = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
-        b = {k: v.to(dev) for k, v in batch.items()}
+        b = {k: v.to(device()) for k, v in batch.items()}
         out = model(
             b["tokens"], b["position_ids"], attention_mask=None, labels=b["labels"],
             packed_seq_params=packed_seq_params(b), loss_mask=b["loss_mask"],

@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from r1mega.device import device
 from r1mega.training.setup import TrainModel
 
 
@@ -32,9 +33,7 @@ def global_sum(value: float | torch.Tensor, group=None) -> float:
     import torch.distributed as dist
     from megatron.core import parallel_state as ps
 
-    t = torch.as_tensor(value, dtype=torch.float64).reshape(1)
-    if torch.cuda.is_available():
-        t = t.cuda()
+    t = torch.as_tensor(value, dtype=torch.float64).reshape(1).to(device())
     if dist.is_initialized():
         dist.all_reduce(t, group=group or ps.get_data_parallel_group())
     return float(t.item())
