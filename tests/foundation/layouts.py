@@ -15,7 +15,7 @@ def logits_at_layout(model_name: str, layout: dict, ckpt: str | None, seed: int 
     from megatron.core import tensor_parallel
     from omegaconf import OmegaConf
 
-    from r1mega.config.store import conf_dir
+    from r1mega.config.paths import conf_dir
     from r1mega.models.config import ModelConfig
     from r1mega.models.precision import PrecisionConfig
     from r1mega.parallel.config import ParallelConfig

@@ -16,7 +16,7 @@ def decode_at_layout(model_name: str, layout: dict, ckpt: str, max_tokens: int, 
     from megatron.core import parallel_state as ps
     from omegaconf import OmegaConf
 
-    from r1mega.config.store import conf_dir
+    from r1mega.config.paths import conf_dir
     from r1mega.data.tokenizer import load_tokenizer
     from r1mega.models.config import ModelConfig
     from r1mega.models.precision import PrecisionConfig
@@ -53,7 +53,7 @@ def grads_at_layout(model_name: str, layout: dict, ckpt: str):
     from megatron.core.pipeline_parallel import get_forward_backward_func
     from omegaconf import OmegaConf
 
-    from r1mega.config.store import conf_dir
+    from r1mega.config.paths import conf_dir
     from r1mega.models.config import ModelConfig
     from r1mega.models.precision import PrecisionConfig
     from r1mega.parallel.config import ParallelConfig

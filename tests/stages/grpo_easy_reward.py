@@ -9,7 +9,8 @@ import sys
 from hydra import compose, initialize_config_dir
 
 from r1mega.config.schema import to_config
-from r1mega.config.store import conf_dir, register
+from r1mega.config.paths import conf_dir
+from r1mega.config.store import register
 from r1mega.rewards.types import RewardResult
 
 
