@@ -26,7 +26,6 @@ made from one of its entries.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Iterator
 

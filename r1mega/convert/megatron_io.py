@@ -75,15 +75,6 @@ def build_chunk(cfg: ModelConfig, dims: ParallelDims, dtype: str = "fp32", meta:
     return model.eval()
 
 
-def save_model(chunk, path: str | Path) -> None:
-    """``dist_checkpointing.save`` of the chunk's sharded state dict (all ranks call this)."""
-    from megatron.core import dist_checkpointing
-
-    Path(path).mkdir(parents=True, exist_ok=True)
-    barrier()
-    dist_checkpointing.save(chunk.sharded_state_dict(), str(path))
-
-
 def load_model(chunk, iter_dir: str | Path) -> None:
     """Read the chunk's shards from ``iter_dir/model`` (written at any layout, by either spec).
 

@@ -45,7 +45,7 @@ Interaction with Megatron: with a loss function returning ``(loss, reporting_dic
 ``calculate_per_token_loss=False``, Megatron's schedule divides each micro-batch loss by
 ``num_microbatches`` and DDP averages gradients over the data-parallel(-context-parallel) group,
 i.e. divides their sum by dp size (the schedule multiplies by cp size, DDP divides by dp·cp).
-Multiply the micro-batch loss by :func:`megatron_loss_scale` (= num_microbatches · dp_size)
+Multiply the micro-batch loss by :func:`r1mega.training.step.scale_for_megatron` (= num_microbatches · dp_size)
 to undo both, so the final gradient is that of the global batch loss. Sequence-level modes
 assume a sequence is not split across context-parallel ranks.
 """
@@ -328,14 +328,6 @@ def aggregate_loss(
     return seq_sum.sum() / (denominator * norm_len)
 
 
-def megatron_loss_scale(num_microbatches: int, dp_size: int) -> int:
-    """Factor for the micro-batch loss handed to Megatron's schedule (2-tuple loss function,
-    ``calculate_per_token_loss=False``): undoes its 1/num_microbatches and DDP's 1/dp_size."""
-    if num_microbatches < 1 or dp_size < 1:
-        raise ValueError(f"need num_microbatches, dp_size >= 1, got {num_microbatches}, {dp_size}")
-    return num_microbatches * dp_size
-
-
 def _check_mode(mode: str) -> None:
     if mode not in LOSS_AGG_MODES:
         raise ValueError(f"loss aggregation must be one of {list(LOSS_AGG_MODES)}, got {mode!r}")
@@ -355,23 +347,3 @@ def masked_max(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     if not bool(valid.any()):
         return x.new_zeros(())
     return torch.where(valid, x, torch.full_like(x, -torch.inf)).max()
-
-
-def merge_metrics(per_microbatch: Sequence[dict[str, torch.Tensor]]) -> dict[str, float]:
-    """Combine :func:`grpo_token_loss` metrics of several micro-batches on one rank: token-
-    weighted means, maxima for ``*_max`` keys, sums for ``*num_tokens``. (Across DP ranks, do
-    the same after gathering, or all-reduce sums and counts.)"""
-    if not per_microbatch:
-        return {}
-    weights = [float(m["actor/num_tokens"]) for m in per_microbatch]
-    total = sum(weights)
-    merged: dict[str, float] = {}
-    for key in per_microbatch[0]:
-        values = [float(m[key]) for m in per_microbatch]
-        if key.endswith("num_tokens"):
-            merged[key] = sum(values)
-        elif key.endswith("_max"):
-            merged[key] = max(values)
-        else:
-            merged[key] = sum(v * w for v, w in zip(values, weights)) / max(total, 1.0)
-    return merged

@@ -81,6 +81,12 @@ class MegatronEngine:
     def wake_up(self) -> None:
         return None
 
+    def state_dict(self) -> dict:
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls = int(state["calls"])
+
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         gen = torch.Generator().manual_seed(params.seed * 1_000_003 + self.seed_offset + self.calls)
         self.calls += 1
@@ -208,7 +214,7 @@ class MegatronEngine:
                 logits = self._last_logits(step, p + t, ctx)
         if dummy:
             return []
-        return [self._result(batch[i], tokens[i], logps[i], bool(stopped[i]), eos) for i in range(b)]
+        return [Generation.decoded(batch[i], tokens[i], logps[i], bool(stopped[i]), self.tokenizer) for i in range(b)]
 
     def _all_done(self, local_done: bool) -> bool:
         if not self.lockstep:
@@ -220,11 +226,6 @@ class MegatronEngine:
     def _hit_stop(self, tokens: list[int], stop: list[str]) -> bool:
         tail = self.tokenizer.decode(tokens[-16:], skip_special_tokens=False)
         return any(s in tail for s in stop)
-
-    def _result(self, prompt, tokens, logps, stopped, eos) -> Generation:
-        text_ids = tokens[:-1] if stopped and tokens and tokens[-1] == eos else tokens
-        text = self.tokenizer.decode(text_ids, skip_special_tokens=False)
-        return Generation(prompt, tokens, logps, "stop" if stopped else "length", text)
 
 
 def _pp_size() -> int:

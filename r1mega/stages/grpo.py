@@ -26,8 +26,8 @@ import torch
 from r1mega.config.schema import R1Config
 from r1mega.data.loaders import load_split
 from r1mega.data.sampler import EpochSampler, rank_slice
-from r1mega.data.templates import render_prompt
-from r1mega.data.tokenizer import load_tokenizer
+from r1mega.data.templates import encode_prompts
+from r1mega.data.tokenizer import check_vocab, load_tokenizer
 from r1mega.device import cuda_device_or_none
 from r1mega.eval.runner import accuracy_of, evaluate, write_samples
 from r1mega.parallel.dims import ParallelDims
@@ -35,15 +35,14 @@ from r1mega.rl import advantages as adv_mod
 from r1mega.rl import replay
 from r1mega.rl.batch import agreed_length, build_rollout, micro_batches
 from r1mega.rl.forward import grpo_step, logprob_step
-from r1mega.rl.losses import global_loss_denominator, megatron_loss_scale, rollout_correction
+from r1mega.rl.losses import global_loss_denominator, rollout_correction
 from r1mega.rollout.base import SamplingParams
 from r1mega.stages import common
-from r1mega.stages.sft import check_vocab
 from r1mega.training import checkpoint as ckpt
 from r1mega.training.metrics import MetricsLogger, write_summary
 from r1mega.training.plots import plot_curves
 from r1mega.training.setup import build_chunks, build_train_model
-from r1mega.training.step import forward_only, train_step
+from r1mega.training.step import forward_only, scale_for_megatron, train_step
 
 
 def make_engine(cfg: R1Config, tm, tokenizer, dims: ParallelDims):
@@ -52,11 +51,6 @@ def make_engine(cfg: R1Config, tm, tokenizer, dims: ParallelDims):
     from r1mega.rollout.factory import build_engine
 
     return build_engine(cfg, tokenizer, dims, tm=tm, seed_offset=ps.get_data_parallel_rank() * 7919)
-
-
-def encode(records: list[dict], tokenizer, template: str) -> list[list[int]]:
-    return [tokenizer(render_prompt(tokenizer, r["prompt"], template), add_special_tokens=False)["input_ids"]
-            for r in records]
 
 
 def score(rewarder, gens, records, group_size: int) -> tuple[torch.Tensor, dict]:
@@ -101,7 +95,7 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
     rl, G = cfg.rl, cfg.rl.group_size
     run_dir = common.start(cfg, dims)
     tokenizer = load_tokenizer(cfg.data.tokenizer)
-    check_vocab(tokenizer, cfg)
+    check_vocab(tokenizer, cfg.model.vocab_size)
     vocab_limit = len(tokenizer)
     train = train_records if train_records is not None else load_split(cfg.data, "train", need_response=False)[0]
     test, _ = load_split(cfg.data, "test", need_response=False)
@@ -128,7 +122,7 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
         meta = ckpt.load_checkpoint(latest, tm)
         start_step = meta["iteration"]
         sampler.load_state_dict(meta["data"])
-        engine.calls = meta.get("engine_calls", 0)
+        engine.load_state_dict(meta.get("engine") or {"calls": meta.get("engine_calls", 0)})  # older: engine_calls
     elif init is not None:
         ckpt.init_from(init, tm)
     engine.update_weights()
@@ -157,8 +151,7 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
         return result
 
     before = run_eval("before") if start_step == 0 else None
-    sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.top_k,
-                              cfg.rollout.max_tokens, list(cfg.rollout.stop), seed=cfg.trainer.seed)
+    sampling = SamplingParams.from_config(cfg.rollout, cfg.trainer.seed)
     t_start = time.perf_counter()
     for step in range(start_step + 1, cfg.trainer.max_steps + 1):
         timings = {}
@@ -166,7 +159,7 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
         t = time.perf_counter()
         batch = sampler.next_batch()
         records = [train[i] for i in rank_slice(batch, dp_rank, dp)]
-        prompts = encode(records, tokenizer, cfg.data.template)
+        prompts = encode_prompts(records, tokenizer, cfg.data.template)
         if cfg.rollout.replay_dir:
             gens, rewards, comps = replay.replay_step(cfg.rollout.replay_dir, step, batch, prompts, G,
                                                       cfg.rollout.max_tokens, dp_rank, dp)
@@ -229,7 +222,7 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
             logger.log(step, {f"eval_{k}": v for k, v in run_eval(f"step{step}").items()})
         if step == cfg.trainer.max_steps or (cfg.trainer.save_interval and step % cfg.trainer.save_interval == 0):
             ckpt.save_checkpoint(ckpt_dir, step, tm, {"data": sampler.state_dict(), "stage": label,
-                                                      "engine_calls": engine.calls}, keep=cfg.trainer.keep_checkpoints)
+                                                      "engine": engine.state_dict()}, keep=cfg.trainer.keep_checkpoints)
             if common.is_logging_rank():
                 tokenizer.save_pretrained(str(ckpt_dir))
     logger.close()
@@ -266,7 +259,7 @@ def _update(cfg, tm, rollout, per_sample, per_token, dims, vocab_limit) -> dict:
         for j in range(rl.num_minibatches):
             batches = micro_batches(rollout, per_sample, per_token, order[j * per_mini:(j + 1) * per_mini], mbs)
             denom = global_loss_denominator([b["mask"] for b in batches], rl.loss_agg, group=ps.get_data_parallel_group())
-            scale = megatron_loss_scale(len(batches), dims.dp)
+            scale = scale_for_megatron(len(batches), dims.dp)
             step = grpo_step(rl, cfg.rollout.temperature, vocab_limit, max(denom, 1), scale)
             m = _sum_over_dp(common.broadcast_from_last_stage(train_step(tm, step, batches, _seq_len(rollout), mbs)))
             nmb = max(m.pop("microbatches", 1.0), 1.0)

@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 from r1mega.config.schema import R1Config
 from r1mega.data.loaders import load_split
+from r1mega.data.templates import encode_prompts
 from r1mega.data.tokenizer import load_tokenizer
 from r1mega.parallel.dims import ParallelDims
 from r1mega.rollout.base import SamplingParams
@@ -67,11 +68,6 @@ def load_policy(cfg: R1Config, dims: ParallelDims, tokenizer):
     return build_engine(cfg, tokenizer, dims, chunks=chunks, seed_offset=0), source
 
 
-def sampling_params(cfg: R1Config, seed: int) -> SamplingParams:
-    r = cfg.rollout
-    return SamplingParams(r.temperature, r.top_p, r.top_k, r.max_tokens, list(r.stop), seed=seed)
-
-
 def load_prompts(cfg: R1Config) -> list[dict]:
     records, _ = load_split(cfg.data, cfg.curation.split, need_response=False)
     return records[: cfg.curation.max_prompts] if cfg.curation.max_prompts else records
@@ -95,12 +91,10 @@ def _provenance(cfg: R1Config, source: Path, seed: int) -> dict:
 
 
 def _chunk(cfg, engine, tokenizer, rewarder, judge, records, chunk_id, source) -> tuple[list, Counter]:
-    from r1mega.stages.grpo import encode
-
     k, seed = cfg.curation.samples_per_prompt, cfg.trainer.seed + chunk_id
-    prompts = encode(records, tokenizer, cfg.data.template)
-    engine.calls = 0  # a fresh generator per chunk: output independent of rank and history
-    gens = engine.generate([p for p in prompts for _ in range(k)], sampling_params(cfg, seed))
+    prompts = encode_prompts(records, tokenizer, cfg.data.template)
+    engine.load_state_dict({"calls": 0})  # a fresh generator per chunk: output independent of rank and history
+    gens = engine.generate([p for p in prompts for _ in range(k)], SamplingParams.from_config(cfg.rollout, seed))
     kept, counts = [], Counter()
     provenance = _provenance(cfg, source, seed)
     groups = [gens[i * k:(i + 1) * k] for i in range(len(records))]
@@ -151,7 +145,7 @@ def generate_dataset(cfg: R1Config, dims: ParallelDims) -> dict:
         for r in range((len(todo) + dp - 1) // dp):
             mine = todo[r * dp + dp_rank] if r * dp + dp_rank < len(todo) else None
             if mine is None:  # keep the collective count equal across ranks (expert parallelism)
-                engine.generate([], sampling_params(cfg, cfg.trainer.seed))
+                engine.generate([], SamplingParams.from_config(cfg.rollout, cfg.trainer.seed))
                 continue
             kept, counts = _chunk(cfg, engine, tokenizer, rewarder, judge, prompts[mine * size:(mine + 1) * size],
                                   mine, source)

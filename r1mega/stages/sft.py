@@ -15,7 +15,7 @@ from r1mega.config.schema import R1Config
 from r1mega.data.loaders import load_split
 from r1mega.data.sampler import EpochSampler, rank_slice
 from r1mega.data.sft import collate, collate_packed, pack, packed_seq_params, tokenize_sft
-from r1mega.data.tokenizer import load_tokenizer
+from r1mega.data.tokenizer import check_vocab, load_tokenizer
 from r1mega.device import device
 from r1mega.parallel.dims import ParallelDims
 from r1mega.stages import common
@@ -24,13 +24,6 @@ from r1mega.training.metrics import MetricsLogger, write_summary
 from r1mega.training.plots import plot_curves
 from r1mega.training.setup import build_train_model
 from r1mega.training.step import global_sum, scale_for_megatron, train_step
-
-
-def check_vocab(tokenizer, cfg: R1Config) -> None:
-    if len(tokenizer) > cfg.model.vocab_size:
-        raise ValueError(
-            f"the tokenizer has {len(tokenizer)} tokens but model.vocab_size={cfg.model.vocab_size}"
-        )
 
 
 def build_units(cfg: R1Config, tokenizer) -> tuple[list, dict]:
@@ -97,7 +90,7 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
 
     run_dir = common.start(cfg, dims)
     tokenizer = load_tokenizer(cfg.data.tokenizer)
-    check_vocab(tokenizer, cfg)
+    check_vocab(tokenizer, cfg.model.vocab_size)
     units, data_stats = build_units(cfg, tokenizer)
     gbs, dp = cfg.trainer.global_batch_size, dims.dp
     lengths = [len(u.ids) for u in units] if cfg.data.group_by_length else None

@@ -24,7 +24,11 @@ from r1mega.training.setup import TrainModel
 
 
 def scale_for_megatron(num_microbatches: int, dp: int) -> float:
-    """Factor that cancels Megatron's per-micro-batch and DP averaging (see module doc)."""
+    """Factor for the micro-batch loss handed to Megatron's schedule (2-tuple loss function,
+    ``calculate_per_token_loss=False``): cancels its 1/num_microbatches and DDP's 1/dp (see
+    module doc)."""
+    if num_microbatches < 1 or dp < 1:
+        raise ValueError(f"need num_microbatches, dp >= 1, got {num_microbatches}, {dp}")
     return float(num_microbatches * dp)
 
 

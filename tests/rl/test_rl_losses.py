@@ -15,7 +15,6 @@ from r1mega.rl.losses import (
     grpo_token_loss,
     kl_penalty,
     local_denominator,
-    merge_metrics,
     rollout_correction,
 )
 from rl_reference import make_batch, reference_loss, reference_magnitude
@@ -185,12 +184,6 @@ def test_metrics_match_loops():
     assert metrics["actor/entropy"].item() == pytest.approx(sum(b["entropy"][i, t].item() for i, t in rows) / n, rel=1e-12)
     ref_kl = [0.5 * (b["logp"][i, t] - b["ref_logp"][i, t]).item() ** 2 for i, t in rows]
     assert metrics["actor/ref_kl"].item() == pytest.approx(sum(ref_kl) / n, rel=1e-12)
-
-
-def test_merge_metrics_weights_by_tokens():
-    a = {"actor/num_tokens": torch.tensor(1.0), "actor/entropy": torch.tensor(1.0), "actor/ratio_max": torch.tensor(2.0)}
-    b = {"actor/num_tokens": torch.tensor(3.0), "actor/entropy": torch.tensor(3.0), "actor/ratio_max": torch.tensor(1.5)}
-    assert merge_metrics([a, b]) == {"actor/num_tokens": 4.0, "actor/entropy": 2.5, "actor/ratio_max": 2.0}
 
 
 @pytest.mark.parametrize("mode", ["none", "tis", "mask"])
