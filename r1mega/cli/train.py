@@ -16,7 +16,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from r1mega.config.store import conf_dir, register
+from r1mega.config.paths import conf_dir
+from r1mega.config.store import register
 
 register()
 

@@ -16,14 +16,14 @@ Live models
     :func:`fill_from_hf` -- load HF weights straight into a sharded model;
     :func:`iter_hf_buckets` / :func:`iter_hf_tensors` -- stream a sharded model as HF
     tensors, gathered over TP/EP and broadcast over PP, optionally FP8-quantized.
-Checkpoint layout (shared with ``r1mega.training``)
+Checkpoint layout (owned by :mod:`r1mega.training.ckpt_layout`)
     :func:`latest_iteration_dir`, :func:`load_model_config`, :func:`commit_iteration`.
 """
 
 from r1mega.convert.export_stream import iter_hf_buckets, iter_hf_tensors
 from r1mega.convert.exporter import export_hf
 from r1mega.convert.importer import import_hf
-from r1mega.convert.layout import commit_iteration, latest_iteration_dir, load_model_config
+from r1mega.convert.layout import load_model_config
 from r1mega.convert.load_hf import fill_from_hf, mapping_options
 from r1mega.convert.mappings import (
     Entry,
@@ -34,6 +34,7 @@ from r1mega.convert.mappings import (
 )
 from r1mega.convert.sharding import local_name, rank_entries, rank_layout
 from r1mega.convert.verify import verify
+from r1mega.training.ckpt_layout import commit_iteration, latest_iteration_dir
 
 __all__ = [
     "Entry", "MappingOptions", "commit_iteration", "entries", "export_hf", "fill_from_hf",

@@ -26,7 +26,6 @@ made from one of its entries.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Iterator
 
@@ -34,9 +33,9 @@ import torch
 
 from r1mega.convert.export_stream import _emit, _units
 from r1mega.convert.mappings import Entry, MappingOptions, entries
-from r1mega.convert.megatron_io import MODEL_DIR
 from r1mega.convert.sharding import unshard
 from r1mega.models.config import ModelConfig
+from r1mega.training.ckpt_layout import MODEL_DIR
 
 
 def ordered_entries(cfg: ModelConfig, opts: MappingOptions) -> list[Entry]:

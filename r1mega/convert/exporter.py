@@ -41,6 +41,7 @@ from r1mega.convert.hf_io import PlannedShardWriter, ShardedWriter
 from r1mega.convert.load_hf import mapping_options
 from r1mega.convert.mappings import hf_config_from_model
 from r1mega.convert.megatron_io import DTYPES, barrier, build_chunk, load_model, rank, setup, stored_dtype
+from r1mega.training.ckpt_layout import latest_iteration_dir
 
 HF_DTYPE = {"fp32": "float32", "bf16": "bfloat16"}
 FP8_QUANT_CONFIG = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
@@ -62,7 +63,7 @@ def export_hf(
     read_group_bytes: int = 256 * 2**20,
 ) -> Path:
     """Write the HF checkpoint of ``megatron_path``'s newest iteration to ``hf_path``."""
-    iter_dir = layout.latest_iteration_dir(megatron_path)
+    iter_dir = latest_iteration_dir(megatron_path)
     cfg = layout.load_model_config(iter_dir)
     out = Path(hf_path)
     if out.exists() and any(out.iterdir()):

@@ -15,7 +15,7 @@ Steps (all ranks, when run under torchrun; one process otherwise):
    each parameter's bytes are read from HF, merged and cut to this rank's shard only when the
    writer reaches it, and dropped right after (see that module for why this is sound);
 5. rank 0 copies tokenizer files to ``DIR/hf_assets``, writes ``r1mega.json`` last, renames
-   the directory to ``iter_0000000`` and writes ``latest`` (:func:`layout.commit_iteration`).
+   the directory to ``iter_0000000`` and writes ``latest`` (:func:`ckpt_layout.commit_iteration`).
 
 A failure anywhere before step 5 leaves no ``iter_0000000`` and no ``latest``.
 
@@ -40,6 +40,7 @@ from r1mega.convert.megatron_io import barrier, build_chunk, rank, resolve_layou
 from r1mega.convert.sharding import rank_layout
 from r1mega.convert.stream_save import save_streaming
 from r1mega.models.config import ModelConfig
+from r1mega.training import ckpt_layout
 
 
 def default_dtype(reader: HFReader) -> str:
@@ -80,7 +81,7 @@ def import_hf(
     cfg = resolve_model_config(reader, model_config, name)
     resolve_layout(cfg, tp, pp, ep, etp)  # the intended layout must fit the model
     out = Path(megatron_path)
-    final = layout.iteration_dir(out, 0)
+    final = ckpt_layout.iteration_dir(out, 0)
     if final.exists():
         raise ValueError(f"{final} already exists; choose an empty --megatron-path")
     dtype = dtype or default_dtype(reader)
@@ -90,11 +91,11 @@ def import_hf(
     opts = mapping_options(cfg, [chunk])
     check_hf_tensors(reader, cfg, opts, compare_copies=rank() == 0)
     plan = chunk_plan(chunk, cfg, reader, entries(cfg, opts))
-    staging = layout.staging_dir(out, 0)
+    staging = ckpt_layout.staging_dir(out, 0)
     if rank() == 0:
         shutil.rmtree(staging, ignore_errors=True)
     barrier()
-    _save(chunk, staging / layout.MODEL_DIR, _materializer(chunk, cfg, reader, plan))
+    _save(chunk, staging / ckpt_layout.MODEL_DIR, _materializer(chunk, cfg, reader, plan))
     reader.close()
     barrier()
     if rank() == 0:
@@ -105,7 +106,7 @@ def import_hf(
             "source": {"hf_path": str(Path(hf_path).resolve()), "written_at": dataclasses.asdict(dims)},
             "intended_layout": {"tp": tp, "pp": pp, "ep": ep, "etp": etp},
         }
-        layout.commit_iteration(out, 0, meta)
+        ckpt_layout.commit_iteration(out, 0, meta)
     barrier()
     return final
 

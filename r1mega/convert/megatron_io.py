@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from r1mega.convert.layout import MODEL_DIR
 from r1mega.models.config import ModelConfig
 from r1mega.models.precision import PrecisionConfig
 from r1mega.parallel.config import ParallelConfig
 from r1mega.parallel.dims import ParallelDims
+from r1mega.training.ckpt_layout import MODEL_DIR
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 EXTRA_STATE = "_extra_state"
@@ -73,15 +73,6 @@ def build_chunk(cfg: ModelConfig, dims: ParallelDims, dtype: str = "fp32", meta:
         init_weights=False,  # every tensor is overwritten from HF or the checkpoint
     )
     return model.eval()
-
-
-def save_model(chunk, path: str | Path) -> None:
-    """``dist_checkpointing.save`` of the chunk's sharded state dict (all ranks call this)."""
-    from megatron.core import dist_checkpointing
-
-    Path(path).mkdir(parents=True, exist_ok=True)
-    barrier()
-    dist_checkpointing.save(chunk.sharded_state_dict(), str(path))
 
 
 def load_model(chunk, iter_dir: str | Path) -> None:

@@ -26,6 +26,8 @@ from r1mega.convert import layout
 from r1mega.convert.hf_io import HFReader
 from r1mega.convert.mappings import architecture_mismatches, model_config_from_hf
 from r1mega.convert.megatron_io import barrier, build_chunk, load_model, rank, setup
+from r1mega.device import device
+from r1mega.training.ckpt_layout import latest_iteration_dir
 
 
 def random_tokens(vocab_size: int, batch: int = 2, seq_len: int = 32, seed: int = 0) -> torch.Tensor:
@@ -104,7 +106,7 @@ def verify(hf_path: str | Path, megatron_path: str | Path, *, batch: int = 2, se
     tokens = random_tokens(cfg.vocab_size, batch, seq_len, seed)
     dims = setup(cfg, tp, pp, ep, etp)
     chunk = build_chunk(cfg, dims, "fp32")
-    load_model(chunk, layout.latest_iteration_dir(megatron_path))
+    load_model(chunk, latest_iteration_dir(megatron_path))
     logits = _to_rank0(megatron_logits(chunk, tokens, cfg.vocab_size), tokens.shape, cfg.vocab_size)
     del chunk
     result = compare(hf_logits(hf_path, tokens), logits) if rank() == 0 else None
@@ -123,11 +125,11 @@ def _to_rank0(logits: Optional[torch.Tensor], shape, vocab: int) -> Optional[tor
     source = box[0]
     if source == 0:
         return logits
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
+    where = device()
     if rank() == source:
-        dist.send(logits.to(device).contiguous(), dst=0)  # NCCL sends device tensors only
+        dist.send(logits.to(where).contiguous(), dst=0)  # NCCL sends device tensors only
     if rank() == 0:
-        buf = torch.empty(*shape, vocab, device=device)
+        buf = torch.empty(*shape, vocab, device=where)
         dist.recv(buf, src=source)
         return buf.cpu()
     return None

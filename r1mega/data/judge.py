@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from r1mega.device import device
 from r1mega.rewards.core.extract import split_reasoning
 
 INSTRUCTION = (
@@ -52,7 +53,6 @@ class GenerativeJudge:
     """``judge(prompt, reference, response) -> bool`` backed by a local causal LM."""
 
     def __init__(self, path: str | Path, cfg: Optional[JudgeConfig] = None):
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -63,7 +63,7 @@ class GenerativeJudge:
         self.cfg = cfg or JudgeConfig()
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self.model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
-        self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        self.device = device()
         self.model.to(self.device).eval()
         self.replies = {w: self.tokenizer(w, add_special_tokens=False)["input_ids"]
                         for w in (self.cfg.yes_word, self.cfg.no_word)}

@@ -33,3 +33,9 @@ def render_prompt(tokenizer, question: str, template: str, system: str | None = 
         ]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     raise ValueError(f"data.template={template!r} is not one of {TEMPLATES}")
+
+
+def encode_prompts(records: list[dict], tokenizer, template: str) -> list[list[int]]:
+    """The token ids of each record's ``prompt`` under ``template`` (what the rollout continues)."""
+    return [tokenizer(render_prompt(tokenizer, r["prompt"], template), add_special_tokens=False)["input_ids"]
+            for r in records]

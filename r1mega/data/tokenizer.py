@@ -27,6 +27,7 @@ def load_tokenizer(name_or_path: str = BUNDLED):
     return tok
 
 
-def save_tokenizer(tokenizer, directory: str | Path) -> None:
-    """Write tokenizer files next to a checkpoint so exports and vLLM find them."""
-    tokenizer.save_pretrained(str(directory))
+def check_vocab(tokenizer, vocab_size: int) -> None:
+    """ValueError when the tokenizer has more tokens than the model's ``model.vocab_size``."""
+    if len(tokenizer) > vocab_size:
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but model.vocab_size={vocab_size}")

@@ -12,7 +12,7 @@ from statistics import mean
 
 import torch.distributed as dist
 
-from r1mega.data.templates import render_prompt
+from r1mega.data.templates import encode_prompts
 from r1mega.eval.metrics import majority_correct, normalize_answer, pass_at_k
 from r1mega.rollout.base import SamplingParams
 
@@ -55,7 +55,7 @@ def evaluate(engine, tokenizer, records: list[dict], template: str, rewarder, k:
     rank = dist.get_rank(dp_group) if dist.is_initialized() else 0
     world = dist.get_world_size(dp_group) if dist.is_initialized() else 1
     mine = records[rank::world]
-    prompts = [tokenizer(render_prompt(tokenizer, r["prompt"], template), add_special_tokens=False)["input_ids"] for r in mine]
+    prompts = encode_prompts(mine, tokenizer, template)
     sampled = engine.generate([p for p in prompts for _ in range(k)],
                               SamplingParams(temperature, top_p, -1, max_tokens, seed=seed))
     greedy = engine.generate(prompts, SamplingParams(0.0, 1.0, -1, max_tokens, seed=seed))
@@ -102,6 +102,6 @@ def write_samples(path, samples: list[dict]) -> None:
     """The ``samples`` of :func:`evaluate` as JSONL, written atomically."""
     import json
 
-    from r1mega.training.checkpoint import atomic_write_text
+    from r1mega.training.ckpt_layout import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(s) + "\n" for s in samples))

@@ -17,7 +17,7 @@ from typing import Optional
 
 from r1mega.launch.cluster import ClusterConfig
 from r1mega.launch.sweep import Point, is_sweep, run_dir
-from r1mega.plan.overrides import split
+from r1mega.config.overrides import split
 
 CHECKPOINT_KEY = "trainer.checkpoint_dir"
 """The r1mega-train key that sets the checkpoint directory (passed only when

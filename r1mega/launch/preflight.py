@@ -19,13 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from r1mega.config.overrides import split
 from r1mega.launch.cluster import ClusterConfig
 from r1mega.launch.jobs import Job
 from r1mega.launch.trainconf import compose, plan_base
 from r1mega.parallel.dims import ParallelDims
 from r1mega.plan.estimate import Estimate, estimate
 from r1mega.plan.layout import resolve
-from r1mega.plan.overrides import plan_config, plan_from_overrides, split
+from r1mega.plan.overrides import plan_config, plan_from_overrides
 
 
 @dataclass(frozen=True)

@@ -18,28 +18,19 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from r1mega.plan.overrides import split
+from r1mega.config.compose import compose as compose_config
+from r1mega.config.compose import hydra_session
+from r1mega.config.overrides import split
 
 
 def compose(overrides: list[str]):
     """The ``R1Config`` of these ``r1mega-train`` overrides; ValueError names the bad key."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from r1mega.config.schema import to_config
-    from r1mega.config.store import conf_dir, register
-
-    register()
     task = [o for o in overrides if not split(o)[0].startswith("hydra.")]
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir()), job_name="r1mega_launch"):
-            return to_config(hydra_compose(config_name="config", overrides=task))
+        with hydra_session():
+            return compose_config(task)
     except Exception as err:  # Hydra raises several exception types, all meaning "bad override"
         raise ValueError(f"r1mega-train configuration: {_message(err)}") from None
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def _message(err: BaseException) -> str:

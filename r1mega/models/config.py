@@ -181,9 +181,3 @@ class ModelConfig:
     def moe_layer_pattern(self) -> list[int]:
         """Megatron's ``moe_layer_freq`` list: 0 for a dense layer, 1 for a MoE layer."""
         return [0 if i < self.first_k_dense_layers else 1 for i in range(self.num_layers)]
-
-    def num_parameters(self) -> dict[str, int]:
-        """Analytic parameter count: total and active per token (embeddings included)."""
-        from r1mega.models.params import count_parameters
-
-        return count_parameters(self)

@@ -180,6 +180,3 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-
-def world_size_from_env() -> int:
-    return int(os.environ.get("WORLD_SIZE", 1))

@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 
 from r1mega.data.jsonl import json_lines
-from r1mega.training.checkpoint import atomic_write_text
+from r1mega.training.ckpt_layout import atomic_write_text
 
 
 def read_jsonl(path: str | Path, key: str) -> list[dict]:

@@ -17,35 +17,14 @@ exist yet.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
+from r1mega.config.compose import compose, hydra_session
 from r1mega.pipeline.config import PipelineConfig
-
-
-@contextmanager
-def _hydra():
-    """Hydra's compose API: the running app's instance, or a temporary one (tests, library use)."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from r1mega.config.store import conf_dir, register
-
-    if GlobalHydra.instance().is_initialized():
-        yield
-        return
-    register()
-    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-        yield
 
 
 def check_step(args: list, nproc: int, name: str) -> None:
     """ValueError naming ``name`` when the step with overrides ``args`` would not start."""
-    from hydra import compose
-
-    from r1mega.config.schema import to_config
-
     try:
-        cfg = to_config(compose("config", overrides=list(args)))
+        cfg = compose(args)
         cfg.validate(nproc)
         stage = cfg.stage.name
         if stage in ("rejection_sampling", "distill_generate"):
@@ -62,7 +41,7 @@ def check_step(args: list, nproc: int, name: str) -> None:
 
 def check_all(pcfg: PipelineConfig, plan: list) -> None:
     """Check every stage step of ``plan`` ([(StepConfig, overrides)]) in order."""
-    with _hydra():
+    with hydra_session():
         for step, args in plan:
             if step.kind == "stage":
                 check_step(args, step.nproc or pcfg.nproc, step.name)

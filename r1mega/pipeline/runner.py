@@ -31,7 +31,7 @@ from pathlib import Path
 from r1mega.pipeline import forked, preflight, report, state, steps
 from r1mega.pipeline.config import PipelineConfig, StepConfig
 from r1mega.pipeline.mixing import mix_sft
-from r1mega.training.checkpoint import atomic_write_text
+from r1mega.training.ckpt_layout import atomic_write_text
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child

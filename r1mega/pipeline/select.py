@@ -16,10 +16,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-
-def override_key(override: str) -> str:
-    """'++trainer.max_steps=3' -> 'trainer.max_steps'."""
-    return override.split("=", 1)[0].lstrip("+~").strip()
+from r1mega.config.overrides import override_key
 
 
 def _chosen(overrides: Iterable[str], group: str) -> bool:

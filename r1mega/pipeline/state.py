@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from r1mega.training.checkpoint import atomic_write_text
+from r1mega.training.ckpt_layout import atomic_write_text
 
 DONE = "DONE.json"
 

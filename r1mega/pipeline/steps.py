@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from r1mega.pipeline.config import PipelineConfig, StepConfig
-from r1mega.pipeline.select import override_key
+from r1mega.config.overrides import override_key
 
 REF = re.compile(r"@\{([^}]*)\}")
 

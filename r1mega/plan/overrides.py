@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from r1mega.config.overrides import split
 from r1mega.models.config import ModelConfig
 from r1mega.plan.config import PlanConfig
 from r1mega.plan.sources import group_file, load_model, load_yaml
@@ -32,14 +33,6 @@ TRAIN_KEYS: dict[str, str] = {
 """r1mega-train key -> planner key. ``trainer.precision.fp8`` (null or a format) maps to
 ``fp8`` (false/true), and ``trainer.precision.dtype=auto`` to bf16 (what it means on a GPU).
 (``r1mega-launch`` composes the whole training config instead: see r1mega.launch.trainconf.)"""
-
-
-def split(override: str) -> tuple[str, str]:
-    """``'+a.b=1'`` -> ``('a.b', '1')``; Hydra's ``+``/``++`` prefixes are dropped."""
-    if "=" not in override:
-        raise ValueError(f"override {override!r} is not of the form key=value")
-    key, value = override.split("=", 1)
-    return key.lstrip("+").strip(), value
 
 
 def _parse(value: str) -> Any:

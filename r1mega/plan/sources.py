@@ -8,21 +8,13 @@ In a source checkout the tree is ``<repo>/conf``; in an installed wheel it is th
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from r1mega.config.paths import conf_dir
 from r1mega.models.config import ModelConfig
-
-
-def conf_dir() -> Path:
-    """The ``conf/`` directory (source checkout first, then the installed package)."""
-    checkout = Path(__file__).resolve().parents[2] / "conf"
-    if checkout.is_dir():
-        return checkout
-    return Path(str(importlib.resources.files("r1mega.conf")))
 
 
 def group_file(group: str, choice: str) -> Path:

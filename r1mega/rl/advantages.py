@@ -46,14 +46,6 @@ class GroupStats:
     constant: torch.Tensor
     """bool: all rewards of the group are equal (advantage 0, no gradient)."""
 
-    def metrics(self) -> dict[str, float]:
-        """Scalars to log: mean reward, mean within-group std, fraction of constant groups."""
-        return {
-            "reward/mean": float(self.mean.mean()),
-            "reward/group_std_mean": float(self.std.mean()),
-            "reward/constant_group_frac": float(self.constant.float().mean()),
-        }
-
 
 def group_rewards(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """Reshape flat ``[num_prompts * G]`` rewards to ``[num_prompts, G]`` (ValueError if ragged)."""
@@ -94,15 +86,6 @@ def compute_advantages(
     adv = torch.where(constant[:, None], torch.zeros_like(adv), adv)
     stats = GroupStats(mean=mean.squeeze(1), std=std.squeeze(1), constant=constant)
     return adv.reshape(-1), stats
-
-
-def broadcast_to_tokens(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-token advantages ``[B, T]``: each response's advantage on its valid tokens, 0 elsewhere."""
-    if advantages.dim() != 1 or mask.dim() != 2 or mask.shape[0] != advantages.shape[0]:
-        raise ValueError(
-            f"need advantages [B] and mask [B, T], got {tuple(advantages.shape)} and {tuple(mask.shape)}"
-        )
-    return advantages[:, None] * mask.to(advantages.dtype)
 
 
 def kl_penalized_rewards(

@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from r1mega.device import cuda_device_or_none
 from r1mega.rollout.base import Generation
 
 
@@ -238,7 +239,7 @@ def agreed_length(generations: list, multiple: int = 16) -> int:
     on the DP size."""
     longest = max(len(g.prompt_ids) + len(g.token_ids) for g in generations) - 1
     if dist.is_initialized() and dist.get_world_size() > 1:
-        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
+        device = cuda_device_or_none()
         t = torch.tensor([longest], device=device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         longest = int(t.item())

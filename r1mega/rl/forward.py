@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import torch
 
+from r1mega.device import device
 from r1mega.rl.batch import MicroBatch
 from r1mega.rl.config import GRPOConfig
 from r1mega.rl.logprobs import vocab_parallel_logprobs
 from r1mega.rl.losses import grpo_microbatch_loss
-
-
-def _device():
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 MASKED_LOGIT = -1.0e4  # exp(-1e4 - max) is exactly 0 in fp32, and 0 * -1e4 is 0 (no NaN entropy)
@@ -41,7 +38,7 @@ def token_logprobs(model, batch: MicroBatch, temperature: float, vocab_limit: in
     """(logits-producing output, the micro-batch on the device, fn(logits) -> (logp, entropy))."""
     from megatron.core import parallel_state as ps
 
-    b = batch.to(_device())
+    b = batch.to(device())
     if b.packed:
         out = model(b.tokens, b.position_ids, None, packed_seq_params=b.packed_seq_params())
     else:

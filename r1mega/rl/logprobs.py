@@ -165,15 +165,3 @@ def vocab_parallel_logprobs(
         flat_logits, flat_target, group, float(temperature), int(chunk_size)
     )
     return logp.view(target.shape), entropy.view(target.shape)
-
-
-def full_vocab_logprobs(
-    logits: torch.Tensor, target: torch.Tensor, temperature: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference path with the whole vocabulary local (plain ``log_softmax``): for tests and
-    single-GPU tools. Same return convention as :func:`vocab_parallel_logprobs`."""
-    compute = torch.promote_types(logits.dtype, torch.float32)
-    log_p = torch.log_softmax(logits.to(compute) / temperature, dim=-1)
-    logp = log_p.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
-    entropy = -(log_p.exp() * log_p).sum(-1)
-    return logp, entropy

@@ -45,7 +45,7 @@ Interaction with Megatron: with a loss function returning ``(loss, reporting_dic
 ``calculate_per_token_loss=False``, Megatron's schedule divides each micro-batch loss by
 ``num_microbatches`` and DDP averages gradients over the data-parallel(-context-parallel) group,
 i.e. divides their sum by dp size (the schedule multiplies by cp size, DDP divides by dp·cp).
-Multiply the micro-batch loss by :func:`megatron_loss_scale` (= num_microbatches · dp_size)
+Multiply the micro-batch loss by :func:`r1mega.training.step.scale_for_megatron` (= num_microbatches · dp_size)
 to undo both, so the final gradient is that of the global batch loss. Sequence-level modes
 assume a sequence is not split across context-parallel ranks.
 """
@@ -326,14 +326,6 @@ def aggregate_loss(
             f"loss_agg={mode!r} needs a positive norm_len (rl.loss_agg_norm_len), got {norm_len}"
         )
     return seq_sum.sum() / (denominator * norm_len)
-
-
-def megatron_loss_scale(num_microbatches: int, dp_size: int) -> int:
-    """Factor for the micro-batch loss handed to Megatron's schedule (2-tuple loss function,
-    ``calculate_per_token_loss=False``): undoes its 1/num_microbatches and DDP's 1/dp_size."""
-    if num_microbatches < 1 or dp_size < 1:
-        raise ValueError(f"need num_microbatches, dp_size >= 1, got {num_microbatches}, {dp_size}")
-    return num_microbatches * dp_size
 
 
 def _check_mode(mode: str) -> None:

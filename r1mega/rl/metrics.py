@@ -23,6 +23,7 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
+from r1mega.device import cuda_device_or_none
 from r1mega.rl.advantages import GroupStats
 from r1mega.rl.batch import RolloutBatch
 
@@ -92,8 +93,7 @@ def all_reduce_dict(values: dict, op, group) -> dict:
     if not values or not dist.is_initialized() or dist.get_world_size(group) == 1:
         return values
     keys = sorted(values)
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else None
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=cuda_device_or_none())
     dist.all_reduce(t, op=op, group=group)
     return dict(zip(keys, t.tolist()))
 

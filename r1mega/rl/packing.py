@@ -24,6 +24,8 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from r1mega.device import on_gpu
+
 
 def balanced_partition(weights: list[int], k: int) -> list[list[int]]:
     """Indices of ``weights`` split into ``k`` parts of near-equal sums (Karmarkar-Karp's
@@ -151,7 +153,7 @@ def layout_for(cfg, dims, pad_id: int, tm, reference=None) -> Layout:
     from megatron.core import parallel_state as ps
 
     layout = Layout(cfg.trainer.micro_batch_size, cfg.trainer.max_tokens_per_microbatch, pad_id,
-                    dims.pad_multiple(torch.cuda.is_available()), ps.get_data_parallel_group())
+                    dims.pad_multiple(on_gpu()), ps.get_data_parallel_group())
     if layout.packed and dims.pp > 1:
         for model in [tm] + ([reference.model] if reference is not None else []):
             for chunk in model.chunks:

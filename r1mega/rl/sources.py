@@ -19,17 +19,12 @@ import time
 import torch
 
 from r1mega.data.sampler import EpochSampler, rank_slice
-from r1mega.data.templates import render_prompt
+from r1mega.data.templates import encode_prompts
+from r1mega.device import on_gpu
 from r1mega.rl import replay
 from r1mega.rl.batch import RolloutBatch, agreed_length
 from r1mega.rl.packing import assign_rows
 from r1mega.rollout.base import SamplingParams
-
-
-def encode(records: list[dict], tokenizer, template: str) -> list[list[int]]:
-    """Prompt token ids of ``records`` rendered with ``template``."""
-    return [tokenizer(render_prompt(tokenizer, r["prompt"], template), add_special_tokens=False)["input_ids"]
-            for r in records]
 
 
 def score(rewarder, gens, records, group_size: int) -> tuple[torch.Tensor, dict]:
@@ -66,7 +61,7 @@ class EngineSource:
         """The step's global sample ids, this rank's records and their encoded prompts."""
         sample_ids = self.sampler.next_batch()
         records = [self.records[i] for i in rank_slice(sample_ids, self.dp_rank, self.dp)]
-        return sample_ids, records, encode(records, self.tokenizer, self.template)
+        return sample_ids, records, encode_prompts(records, self.tokenizer, self.template)
 
     def next(self, step: int) -> RolloutBatch:
         t = time.perf_counter()
@@ -88,11 +83,13 @@ class EngineSource:
         return batch
 
     def state_dict(self) -> dict:
-        return {"data": self.sampler.state_dict(), "engine_calls": self.engine.calls}
+        """Data position and the engine's sampling state, for checkpoints."""
+        return {"data": self.sampler.state_dict(), "engine": self.engine.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state["data"])
-        self.engine.calls = state.get("engine_calls", 0)
+        # checkpoints written before the engine state was a dict kept only the call count
+        self.engine.load_state_dict(state.get("engine") or {"calls": state.get("engine_calls", 0)})
 
 
 class ReplaySource(EngineSource):
@@ -137,12 +134,11 @@ def build_source(cfg, records: list[dict], tokenizer, engine, rewarder, dims):
     rl = cfg.rl
     sampler = EpochSampler(len(records), cfg.trainer.global_batch_size // rl.group_size, cfg.trainer.seed,
                            cfg.data.shuffle)
-    sampling = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.top_k,
-                              cfg.rollout.max_tokens, list(cfg.rollout.stop), seed=cfg.trainer.seed)
+    sampling = SamplingParams.from_config(cfg.rollout, cfg.trainer.seed)
     common = dict(records=records, sampler=sampler, tokenizer=tokenizer, template=cfg.data.template,
                   engine=engine, rewarder=rewarder, sampling=sampling, group_size=rl.group_size,
                   dp_rank=ps.get_data_parallel_rank(), dp=dims.dp, dp_group=ps.get_data_parallel_group(),
-                  pad_multiple=dims.pad_multiple(torch.cuda.is_available()),
+                  pad_multiple=dims.pad_multiple(on_gpu()),
                   balance=cfg.trainer.max_tokens_per_microbatch is not None)
     if cfg.rollout.replay_dir:
         source = ReplaySource(cfg.rollout.replay_dir, cfg.rollout.max_tokens, **common)

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from r1mega.config.all_scenario import RewardModelConfig
 from r1mega.rewards.core.extract import split_reasoning
+from r1mega.device import device
 
 
 class RewardModelScorer:
     """Loads the model once; :meth:`score` maps pairs to floats."""
 
     def __init__(self, path: str | Path, cfg: RewardModelConfig):
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -43,7 +43,7 @@ class RewardModelScorer:
                              "a reward model needs num_labels=1")
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        self.device = device()
         self.model.to(self.device).eval()
 
     def judged_text(self, response: str) -> str | None:

@@ -25,6 +25,12 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature == 0
 
+    @classmethod
+    def from_config(cls, rollout, seed: int) -> "SamplingParams":
+        """The training-time sampling of a ``rollout`` config (``RolloutConfig``)."""
+        return cls(rollout.temperature, rollout.top_p, rollout.top_k, rollout.max_tokens, list(rollout.stop),
+                   seed=seed)
+
 
 @dataclass
 class Generation:
@@ -37,6 +43,14 @@ class Generation:
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+    @classmethod
+    def decoded(cls, prompt: list, tokens: list, logprobs: list, stopped: bool, tokenizer) -> "Generation":
+        """A finished response; its text is the decoded tokens without a final EOS."""
+        eos = tokenizer.eos_token_id
+        text_ids = tokens[:-1] if stopped and tokens and tokens[-1] == eos else tokens
+        text = tokenizer.decode(text_ids, skip_special_tokens=False)
+        return cls(prompt, tokens, logprobs, "stop" if stopped else "length", text)
 
 
 class RolloutEngine(Protocol):
@@ -51,3 +65,10 @@ class RolloutEngine(Protocol):
 
     def wake_up(self) -> None:
         """Re-acquire what sleep() freed."""
+
+    def state_dict(self) -> dict:
+        """What makes the next samples reproducible (the count of generate calls, which seeds
+        them); saved with training checkpoints."""
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (``{"calls": 0}`` restarts the sampling sequence)."""

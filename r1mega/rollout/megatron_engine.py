@@ -43,6 +43,7 @@ from collections import defaultdict
 import torch
 import torch.distributed as dist
 
+from r1mega.device import device
 from r1mega.rollout.base import Generation, SamplingParams
 from r1mega.rollout.sampling import sample
 
@@ -63,7 +64,7 @@ class MegatronEngine:
         self.vocab_limit = vocab_limit or len(tokenizer)
         self.seed_offset = seed_offset
         self.calls = 0
-        self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        self.device = device()
         config = get_model_config(self.model)
         # With sequence parallelism a step must cover a multiple of TP positions (module doc).
         self.seq_multiple = config.tensor_model_parallel_size if config.sequence_parallel else 1
@@ -79,6 +80,12 @@ class MegatronEngine:
 
     def wake_up(self) -> None:
         return None
+
+    def state_dict(self) -> dict:
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls = int(state["calls"])
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         gen = torch.Generator().manual_seed(params.seed * 1_000_003 + self.seed_offset + self.calls)
@@ -207,7 +214,7 @@ class MegatronEngine:
                 logits = self._last_logits(step, p + t, ctx)
         if dummy:
             return []
-        return [self._result(batch[i], tokens[i], logps[i], bool(stopped[i]), eos) for i in range(b)]
+        return [Generation.decoded(batch[i], tokens[i], logps[i], bool(stopped[i]), self.tokenizer) for i in range(b)]
 
     def _all_done(self, local_done: bool) -> bool:
         if not self.lockstep:
@@ -219,11 +226,6 @@ class MegatronEngine:
     def _hit_stop(self, tokens: list[int], stop: list[str]) -> bool:
         tail = self.tokenizer.decode(tokens[-16:], skip_special_tokens=False)
         return any(s in tail for s in stop)
-
-    def _result(self, prompt, tokens, logps, stopped, eos) -> Generation:
-        text_ids = tokens[:-1] if stopped and tokens and tokens[-1] == eos else tokens
-        text = self.tokenizer.decode(text_ids, skip_special_tokens=False)
-        return Generation(prompt, tokens, logps, "stop" if stopped else "length", text)
 
 
 def _pp_size() -> int:

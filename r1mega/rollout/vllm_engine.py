@@ -149,6 +149,13 @@ class VLLMEngine:
             self.llm.wake_up(sorted(tags))
         self.sleeping -= tags
 
+    # --- sampling state -------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls = int(state["calls"])
+
     # --- weights --------------------------------------------------------------------------
     def update_weights(self) -> None:
         """Push the trainer's weights (the KV cache stays released until the next generate)."""
@@ -213,8 +220,4 @@ def to_generation(prompt: list, completion, tokenizer) -> Generation:
         raise RuntimeError(f"vLLM returned {0 if completion.logprobs is None else len(completion.logprobs)} "
                            f"log-prob entries for {len(tokens)} tokens")
     logps = [float(step[tok].logprob) for step, tok in zip(completion.logprobs, tokens)]
-    stopped = completion.finish_reason != "length"
-    eos = tokenizer.eos_token_id
-    text_ids = tokens[:-1] if stopped and tokens and tokens[-1] == eos else tokens
-    text = tokenizer.decode(text_ids, skip_special_tokens=False)
-    return Generation(prompt, tokens, logps, "stop" if stopped else "length", text)
+    return Generation.decoded(prompt, tokens, logps, completion.finish_reason != "length", tokenizer)

@@ -23,7 +23,7 @@ from r1mega.eval.runner import evaluate, write_samples
 from r1mega.parallel.dims import ParallelDims
 from r1mega.stages import common
 from r1mega.training import checkpoint as ckpt
-from r1mega.training.checkpoint import atomic_write_text
+from r1mega.training.ckpt_layout import atomic_write_text
 from r1mega.training.metrics import write_summary
 from r1mega.training.setup import build_chunks
 
@@ -43,10 +43,7 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
     tokenizer = load_tokenizer(cfg.data.tokenizer)
     chunks = build_chunks(cfg.model, dims, cfg.trainer.precision)
     if cfg.trainer.init_from:
-        source = ckpt.latest_checkpoint(cfg.trainer.init_from)
-        if source is None:
-            raise ValueError(f"trainer.init_from={cfg.trainer.init_from!r} holds no complete checkpoint")
-        ckpt.load_model_weights(source, chunks)
+        ckpt.load_policy(cfg.trainer.init_from, chunks)
     engine = build_engine(cfg, tokenizer, dims, chunks=chunks, seed_offset=ps.get_data_parallel_rank() * 7919)
     with RewardManager(cfg.reward) as rewarder:
         result = evaluate(engine, tokenizer, records, cfg.data.template, rewarder, cfg.rollout.eval_k,

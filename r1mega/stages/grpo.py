@@ -95,9 +95,7 @@ def _build(cfg: R1Config, dims: ParallelDims, stage: StageRun, make_rewarder=Non
 
     optim = dataclasses.replace(cfg.optim, decay_steps=cfg.optim.decay_steps or cfg.trainer.max_steps * cfg.rl.updates)
     tm = build_train_model(cfg.model, dims, optim, cfg.trainer, cfg.parallel.distributed_optimizer)
-    init = ckpt.latest_checkpoint(cfg.trainer.init_from) if cfg.trainer.init_from else None
-    if cfg.trainer.init_from and init is None:
-        raise ValueError(f"trainer.init_from={cfg.trainer.init_from!r} holds no complete checkpoint")
+    init = ckpt.policy_checkpoint(cfg.trainer.init_from) if cfg.trainer.init_from else None
     reference = Reference(cfg, dims, tm, init) if cfg.rl.needs_reference else None
     engine = build_engine(cfg, stage.tokenizer, dims, tm=tm, seed_offset=ps.get_data_parallel_rank() * 7919)
     rewarder = make_rewarder(cfg) if make_rewarder is not None else RewardManager(cfg.reward)

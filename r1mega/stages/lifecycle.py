@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from r1mega.config.schema import R1Config
-from r1mega.data.tokenizer import load_tokenizer
+from r1mega.data.tokenizer import check_vocab, load_tokenizer
 from r1mega.parallel.comm import is_logging_rank
 from r1mega.parallel.dims import ParallelDims
 from r1mega.training import checkpoint as ckpt
@@ -59,11 +59,6 @@ def checkpoint_dir(cfg: R1Config) -> Path:
     return Path(cfg.trainer.checkpoint_dir or Path(cfg.run_dir) / "checkpoints")
 
 
-def check_vocab(tokenizer, cfg: R1Config) -> None:
-    if len(tokenizer) > cfg.model.vocab_size:
-        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but model.vocab_size={cfg.model.vocab_size}")
-
-
 class StageRun:
     """One stage's run directory, tokenizer, metrics logger and checkpoints (see module doc)."""
 
@@ -72,7 +67,7 @@ class StageRun:
         self.dir = start(cfg, dims)
         self.label = cfg.stage.label or cfg.stage.name
         self.tokenizer = load_tokenizer(cfg.data.tokenizer)
-        check_vocab(self.tokenizer, cfg)
+        check_vocab(self.tokenizer, cfg.model.vocab_size)
         self.ckpt_dir = checkpoint_dir(cfg)
         self.logger = MetricsLogger(self.dir, self.label, cfg.trainer.max_steps, is_logging_rank(),
                                     cfg.trainer.progress, loggers=cfg.trainer.loggers)

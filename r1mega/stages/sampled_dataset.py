@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 from r1mega.config.schema import R1Config
 from r1mega.data.loaders import load_split
+from r1mega.data.templates import encode_prompts
 from r1mega.data.tokenizer import load_tokenizer
 from r1mega.parallel.dims import ParallelDims
 from r1mega.rollout.base import SamplingParams
@@ -36,7 +37,7 @@ from r1mega.stages import common
 from r1mega.stages.curation import curate_prompt, make_judge, verify_many
 from r1mega.stages.shards import ShardWriter, check_plan, merge, read_progress
 from r1mega.training import checkpoint as ckpt
-from r1mega.training.checkpoint import atomic_write_text
+from r1mega.training.ckpt_layout import atomic_write_text
 from r1mega.training.metrics import write_summary
 
 
@@ -51,15 +52,11 @@ def require_vllm() -> None:
 
 def load_policy(cfg: R1Config, dims: ParallelDims, tokenizer):
     """(engine, checkpoint iteration dir) for the weights under trainer.init_from."""
-    from megatron.core import parallel_state as ps
-
     from r1mega.training.setup import build_chunks
 
     if not cfg.trainer.init_from:
         raise ValueError(f"trainer.init_from must name the checkpoint to sample from (stage={cfg.stage.name})")
-    source = ckpt.latest_checkpoint(cfg.trainer.init_from)
-    if source is None:
-        raise ValueError(f"trainer.init_from={cfg.trainer.init_from!r} holds no complete checkpoint")
+    source = ckpt.policy_checkpoint(cfg.trainer.init_from)  # fails before any model is built
     chunks = build_chunks(cfg.model, dims, cfg.trainer.precision)
     ckpt.load_model_weights(source, chunks)
     if cfg.rollout.engine == "vllm":
@@ -67,11 +64,6 @@ def load_policy(cfg: R1Config, dims: ParallelDims, tokenizer):
     from r1mega.rollout.factory import build_engine
 
     return build_engine(cfg, tokenizer, dims, chunks=chunks, seed_offset=0), source
-
-
-def sampling_params(cfg: R1Config, seed: int) -> SamplingParams:
-    r = cfg.rollout
-    return SamplingParams(r.temperature, r.top_p, r.top_k, r.max_tokens, list(r.stop), seed=seed)
 
 
 def load_prompts(cfg: R1Config) -> list[dict]:
@@ -97,12 +89,10 @@ def _provenance(cfg: R1Config, source: Path, seed: int) -> dict:
 
 
 def _chunk(cfg, engine, tokenizer, rewarder, judge, records, chunk_id, source) -> tuple[list, Counter]:
-    from r1mega.stages.grpo import encode
-
     k, seed = cfg.curation.samples_per_prompt, cfg.trainer.seed + chunk_id
-    prompts = encode(records, tokenizer, cfg.data.template)
-    engine.calls = 0  # a fresh generator per chunk: output independent of rank and history
-    gens = engine.generate([p for p in prompts for _ in range(k)], sampling_params(cfg, seed))
+    prompts = encode_prompts(records, tokenizer, cfg.data.template)
+    engine.load_state_dict({"calls": 0})  # a fresh generator per chunk: output independent of rank and history
+    gens = engine.generate([p for p in prompts for _ in range(k)], SamplingParams.from_config(cfg.rollout, seed))
     kept, counts = [], Counter()
     provenance = _provenance(cfg, source, seed)
     groups = [gens[i * k:(i + 1) * k] for i in range(len(records))]
@@ -153,7 +143,7 @@ def generate_dataset(cfg: R1Config, dims: ParallelDims) -> dict:
         for r in range((len(todo) + dp - 1) // dp):
             mine = todo[r * dp + dp_rank] if r * dp + dp_rank < len(todo) else None
             if mine is None:  # keep the collective count equal across ranks (expert parallelism)
-                engine.generate([], sampling_params(cfg, cfg.trainer.seed))
+                engine.generate([], SamplingParams.from_config(cfg.rollout, cfg.trainer.seed))
                 continue
             kept, counts = _chunk(cfg, engine, tokenizer, rewarder, judge, prompts[mine * size:(mine + 1) * size],
                                   mine, source)

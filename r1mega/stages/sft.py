@@ -7,12 +7,11 @@ over all data-parallel ranks, run forward/backward over the micro-batches, step,
 
 from __future__ import annotations
 
-import torch
-
 from r1mega.config.schema import R1Config
 from r1mega.data.loaders import load_split
 from r1mega.data.sampler import EpochSampler, rank_slice
 from r1mega.data.sft import collate, collate_packed, pack, packed_seq_params, tokenize_sft
+from r1mega.device import device, on_gpu
 from r1mega.parallel.comm import broadcast_from_last_stage
 from r1mega.parallel.dims import ParallelDims
 from r1mega.stages.lifecycle import StageRun
@@ -58,8 +57,7 @@ def sft_forward_step(scale: float):
 
     def forward_step(data_iterator, model):
         batch = next(data_iterator)
-        dev = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
-        b = {k: v.to(dev) for k, v in batch.items()}
+        b = {k: v.to(device()) for k, v in batch.items()}
         out = model(
             b["tokens"], b["position_ids"], attention_mask=None, labels=b["labels"],
             packed_seq_params=packed_seq_params(b), loss_mask=b["loss_mask"],
@@ -100,7 +98,7 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
     for step in stage.steps():
         indices = rank_slice(sampler.next_batch(), ps.get_data_parallel_rank(), dp)
         batches = make_batches(cfg, units, indices, stage.tokenizer.pad_token_id, fixed_len,
-                               dims.pad_multiple(torch.cuda.is_available()))
+                               dims.pad_multiple(on_gpu()))
         loss_tokens = global_sum(sum(float(b["loss_mask"].sum()) for b in batches))
         fwd = sft_forward_step(scale_for_megatron(nmb, dp) / loss_tokens)
         m = train_step(tm, fwd, batches, seq_len, mbs_arg)

@@ -23,7 +23,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from r1mega.training.checkpoint import atomic_write_text
+from r1mega.training.ckpt_layout import atomic_write_text
 
 PLAN = "plan.json"
 

@@ -1,8 +1,9 @@
 """Megatron distributed checkpoints, written atomically and resumed exactly.
 
-Layout of a checkpoint directory::
+Layout of a checkpoint directory (:mod:`r1mega.training.ckpt_layout` owns its names, the
+commit and the choice of the newest iteration)::
 
-    CKPT/latest                      text: the newest complete iteration
+    CKPT/latest                      text: the iteration committed last
     CKPT/iter_0000100/model/         megatron dist_checkpointing of the model (global keys)
     CKPT/iter_0000100/optim/         the optimizer state, sharded the same way
     CKPT/iter_0000100/rng/rank_N.pt  per-rank RNG states (CPU, CUDA, Megatron tracker)
@@ -32,8 +33,6 @@ scheduler (both count successful optimizer steps).
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -41,12 +40,21 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-ITER_FMT = "iter_{:07d}"
+from r1mega.training.ckpt_layout import (
+    META,
+    MODEL_DIR,
+    commit_iteration,
+    complete_iterations,
+    iteration_dir,
+    latest_checkpoint,
+    read_meta,
+    staging_dir,
+)
+
 # Megatron's distributed optimizer defaults to a deprecated format that 0.16 can no longer
 # write; 'fully_reshardable' stores canonical per-parameter state, loadable at any layout.
 OPTIM_METADATA = {"distrib_optim_sharding_type": "fully_reshardable", "chained_optim_avoid_prefix": True}
 LEGACY_OPTIM_METADATA = {"distrib_optim_sharding_type": "fully_reshardable"}  # before cross-layout resume
-META = "r1mega.json"
 
 
 def _rank() -> int:
@@ -56,38 +64,6 @@ def _rank() -> int:
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def read_meta(iter_dir: Path) -> dict | None:
-    """The checkpoint's metadata, or None when it is missing, unreadable or incomplete."""
-    try:
-        meta = json.loads((Path(iter_dir) / META).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return meta if meta.get("complete") else None
-
-
-def latest_checkpoint(ckpt_dir: str | Path) -> Path | None:
-    """Newest complete ``iter_*`` directory under ``ckpt_dir`` (or ``ckpt_dir`` itself if it is one)."""
-    ckpt_dir = Path(ckpt_dir)
-    if read_meta(ckpt_dir):
-        return ckpt_dir
-    if not ckpt_dir.is_dir():
-        return None
-    candidates = sorted(p for p in ckpt_dir.glob("iter_*") if p.is_dir())
-    for p in reversed(candidates):
-        if read_meta(p):
-            return p
-    return None
 
 
 def _sharded_model_state(chunks: list) -> dict:
@@ -121,39 +97,22 @@ def save_checkpoint(ckpt_dir: str | Path, iteration: int, tm, extra: dict, keep:
     """Save model, optimizer, RNG and ``extra`` (scheduler, data position, ...) atomically."""
     from megatron.core import dist_checkpointing
 
-    ckpt_dir = Path(ckpt_dir)
-    final = ckpt_dir / ITER_FMT.format(iteration)
-    tmp = ckpt_dir / f".{final.name}.tmp"
-    if _rank() == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for sub in ("rng", "model", "optim"):
-            (tmp / sub).mkdir(parents=True)
-    _barrier()
+    tmp = _start_staging(ckpt_dir, iteration, ("rng", MODEL_DIR, "optim"))
     chunks = tm.unwrapped()
     model_sd = _sharded_model_state(chunks)
-    dist_checkpointing.save(model_sd, str(tmp / "model"))
+    dist_checkpointing.save(model_sd, str(tmp / MODEL_DIR))
     optim_sd = tm.optimizer.sharded_state_dict(_sharded_model_state(chunks), metadata=OPTIM_METADATA)
     dist_checkpointing.save(optim_sd, str(tmp / "optim"))
     torch.save(_rng_state(), tmp / "rng" / f"rank_{_rank()}.pt")
-    _barrier()
-    if _rank() == 0:
-        meta = {
-            "iteration": iteration,
-            "model": dataclasses.asdict(tm.model_cfg),
-            "parallel": dataclasses.asdict(tm.dims),
-            "scheduler": tm.scheduler.state_dict(),
-            "optim_metadata": OPTIM_METADATA,
-            **extra,
-            "complete": True,
-        }
-        atomic_write_text(tmp / META, json.dumps(meta, indent=1, default=str))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        atomic_write_text(ckpt_dir / "latest", f"{iteration}\n")
-        _prune(ckpt_dir, keep)
-    _barrier()
-    return final
+    meta = {
+        "iteration": iteration,
+        "model": dataclasses.asdict(tm.model_cfg),
+        "parallel": dataclasses.asdict(tm.dims),
+        "scheduler": tm.scheduler.state_dict(),
+        "optim_metadata": OPTIM_METADATA,
+        **extra,
+    }
+    return _commit(ckpt_dir, iteration, meta, keep)
 
 
 def save_model_weights(ckpt_dir: str | Path, tm, iteration: int = 0) -> Path:
@@ -163,30 +122,37 @@ def save_model_weights(ckpt_dir: str | Path, tm, iteration: int = 0) -> Path:
     such checkpoint."""
     from megatron.core import dist_checkpointing
 
-    ckpt_dir = Path(ckpt_dir)
-    final = ckpt_dir / ITER_FMT.format(iteration)
-    tmp = ckpt_dir / f".{final.name}.tmp"
+    tmp = _start_staging(ckpt_dir, iteration, (MODEL_DIR,))
+    dist_checkpointing.save(_sharded_model_state(tm.unwrapped()), str(tmp / MODEL_DIR))
+    meta = {"iteration": iteration, "model": dataclasses.asdict(tm.model_cfg),
+            "parallel": dataclasses.asdict(tm.dims), "weights_only": True}
+    return _commit(ckpt_dir, iteration, meta, keep=None)
+
+
+def _start_staging(ckpt_dir: str | Path, iteration: int, subdirs: tuple) -> Path:
+    """A fresh staging directory with ``subdirs`` (made by rank 0), once every rank may write."""
+    tmp = staging_dir(ckpt_dir, iteration)
     if _rank() == 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "model").mkdir(parents=True)
+        for sub in subdirs:
+            (tmp / sub).mkdir(parents=True)
     _barrier()
-    dist_checkpointing.save(_sharded_model_state(tm.unwrapped()), str(tmp / "model"))
+    return tmp
+
+
+def _commit(ckpt_dir: str | Path, iteration: int, meta: dict, keep: int | None) -> Path:
+    """After every rank has written: commit on rank 0 (then keep the newest ``keep``)."""
     _barrier()
     if _rank() == 0:
-        meta = {"iteration": iteration, "model": dataclasses.asdict(tm.model_cfg),
-                "parallel": dataclasses.asdict(tm.dims), "weights_only": True, "complete": True}
-        atomic_write_text(tmp / META, json.dumps(meta, indent=1, default=str))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        atomic_write_text(ckpt_dir / "latest", f"{iteration}\n")
+        commit_iteration(ckpt_dir, iteration, meta)
+        if keep is not None:
+            _prune(ckpt_dir, keep)
     _barrier()
-    return final
+    return iteration_dir(ckpt_dir, iteration)
 
 
-def _prune(ckpt_dir: Path, keep: int) -> None:
-    complete = [p for p in sorted(ckpt_dir.glob("iter_*")) if read_meta(p)]
-    for old in complete[:-keep]:
+def _prune(ckpt_dir: str | Path, keep: int) -> None:
+    for old in complete_iterations(ckpt_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -198,7 +164,7 @@ def load_model_weights(iter_dir: str | Path, chunks: list) -> None:
     if not read_meta(iter_dir):
         raise ValueError(f"{iter_dir} is not a complete r1mega checkpoint (no {META} with complete=true)")
     sharded = _sharded_model_state(chunks)
-    state = dist_checkpointing.load(sharded, str(iter_dir / "model"))
+    state = dist_checkpointing.load(sharded, str(iter_dir / MODEL_DIR))
     parts = [state] if len(chunks) == 1 else [state[f"chunk{i}"] for i in range(len(chunks))]
     for chunk, part in zip(chunks, parts):
         _load_tolerating_extra_state(chunk, part, iter_dir)
@@ -218,17 +184,30 @@ def _load_tolerating_extra_state(module, state: dict, where: Path) -> None:
         raise ValueError(f"checkpoint {where} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
-def init_from(ckpt_dir: str | Path, tm, key: str = "trainer.init_from") -> Path:
+def policy_checkpoint(init_from: str | Path) -> Path:
+    """The newest complete checkpoint under ``trainer.init_from``; ValueError naming it otherwise."""
+    source = latest_checkpoint(init_from)
+    if source is None:
+        raise ValueError(f"trainer.init_from={str(init_from)!r} holds no complete checkpoint")
+    return source
+
+
+def load_policy(init_from: str | Path, chunks: list) -> Path:
+    """Load the weights under ``trainer.init_from`` (any layout) into unwrapped ``chunks``;
+    the iteration directory they came from."""
+    source = policy_checkpoint(init_from)
+    load_model_weights(source, chunks)
+    return source
+
+
+def init_from(init_from: str | Path, tm) -> Path:
     """Start training from another run's weights (model only, any layout).
 
     The optimizer's fp32 main parameters (bf16 training, distributed optimizer) were copied
     from the model when it was built; ``reload_model_params`` re-copies them from the loaded
     weights, or the first step would write the old initialisation back into the model.
     """
-    source = latest_checkpoint(ckpt_dir)
-    if source is None:
-        raise ValueError(f"{key}={str(ckpt_dir)!r} holds no complete checkpoint")
-    load_model_weights(source, tm.unwrapped())
+    source = load_policy(init_from, tm.unwrapped())
     tm.optimizer.reload_model_params()
     return source
 

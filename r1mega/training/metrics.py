@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from r1mega.training.checkpoint import atomic_write_text
+from r1mega.training.ckpt_layout import atomic_write_text
 from r1mega.training.sinks import make_sinks, scalars
 
 

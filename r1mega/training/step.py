@@ -19,11 +19,16 @@ from typing import Callable, Iterable
 
 import torch
 
+from r1mega.device import device
 from r1mega.training.setup import TrainModel
 
 
 def scale_for_megatron(num_microbatches: int, dp: int) -> float:
-    """Factor that cancels Megatron's per-micro-batch and DP averaging (see module doc)."""
+    """Factor for the micro-batch loss handed to Megatron's schedule (2-tuple loss function,
+    ``calculate_per_token_loss=False``): cancels its 1/num_microbatches and DDP's 1/dp (see
+    module doc)."""
+    if num_microbatches < 1 or dp < 1:
+        raise ValueError(f"need num_microbatches, dp >= 1, got {num_microbatches}, {dp}")
     return float(num_microbatches * dp)
 
 
@@ -32,9 +37,7 @@ def global_sum(value: float | torch.Tensor, group=None) -> float:
     import torch.distributed as dist
     from megatron.core import parallel_state as ps
 
-    t = torch.as_tensor(value, dtype=torch.float64).reshape(1)
-    if torch.cuda.is_available():
-        t = t.cuda()
+    t = torch.as_tensor(value, dtype=torch.float64).reshape(1).to(device())
     if dist.is_initialized():
         dist.all_reduce(t, group=group or ps.get_data_parallel_group())
     return float(t.item())

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from r1mega.convert import export_hf, import_hf, latest_iteration_dir, load_model_config, verify
 from r1mega.convert import exporter, importer
-from r1mega.convert.layout import LATEST, iteration_dir, staging_dir
+from r1mega.training.ckpt_layout import LATEST, iteration_dir, staging_dir
 from tests.convert.tiny_models import read_all
 
 

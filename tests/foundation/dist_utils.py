@@ -10,6 +10,11 @@ import traceback
 import torch.multiprocessing as mp
 
 
+def world_size() -> int:
+    """The WORLD_SIZE this rank was started with (1 outside :func:`run_ranks`)."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,17 +15,18 @@ def logits_at_layout(model_name: str, layout: dict, ckpt: str | None, seed: int 
     from megatron.core import tensor_parallel
     from omegaconf import OmegaConf
 
-    from r1mega.config.store import conf_dir
+    from r1mega.config.paths import conf_dir
     from r1mega.models.config import ModelConfig
     from r1mega.models.precision import PrecisionConfig
     from r1mega.parallel.config import ParallelConfig
-    from r1mega.parallel.dims import ParallelDims, world_size_from_env
+    from r1mega.parallel.dims import ParallelDims
     from r1mega.training import checkpoint as ckpt_mod
     from r1mega.training.setup import build_chunks
+    from tests.foundation.dist_utils import world_size
 
     raw = OmegaConf.to_container(OmegaConf.load(conf_dir() / "model" / f"{model_name}.yaml"))
     model_cfg = ModelConfig(**raw)
-    dims = ParallelDims.resolve(ParallelConfig(**layout), world_size_from_env(), model_cfg)
+    dims = ParallelDims.resolve(ParallelConfig(**layout), world_size(), model_cfg)
     dims.build("gloo", seed=seed)
     chunks = build_chunks(model_cfg, dims, PrecisionConfig(dtype="fp32"))
     model = chunks[0]

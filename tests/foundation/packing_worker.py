@@ -8,7 +8,7 @@ import torch
 def packed_vs_unpacked(model_name: str):
     from omegaconf import OmegaConf
 
-    from r1mega.config.store import conf_dir
+    from r1mega.config.paths import conf_dir
     from r1mega.data.sft import collate, collate_packed, pack, packed_seq_params, tokenize_sft
     from r1mega.data.synthetic import SyntheticTaskConfig, generate
     from r1mega.data.tokenizer import load_tokenizer

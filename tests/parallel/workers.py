@@ -16,19 +16,20 @@ def decode_at_layout(model_name: str, layout: dict, ckpt: str, max_tokens: int, 
     from megatron.core import parallel_state as ps
     from omegaconf import OmegaConf
 
-    from r1mega.config.store import conf_dir
+    from r1mega.config.paths import conf_dir
     from r1mega.data.tokenizer import load_tokenizer
     from r1mega.models.config import ModelConfig
     from r1mega.models.precision import PrecisionConfig
     from r1mega.parallel.config import ParallelConfig
-    from r1mega.parallel.dims import ParallelDims, world_size_from_env
+    from r1mega.parallel.dims import ParallelDims
     from r1mega.rollout.base import SamplingParams
     from r1mega.rollout.megatron_engine import MegatronEngine
     from r1mega.training import checkpoint as ckpt_mod
     from r1mega.training.setup import build_chunks
+    from tests.foundation.dist_utils import world_size
 
     model_cfg = ModelConfig(**OmegaConf.to_container(OmegaConf.load(conf_dir() / "model" / f"{model_name}.yaml")))
-    dims = ParallelDims.resolve(ParallelConfig(**layout), world_size_from_env(), model_cfg)
+    dims = ParallelDims.resolve(ParallelConfig(**layout), world_size(), model_cfg)
     dims.build("gloo", seed=11)
     chunks = build_chunks(model_cfg, dims, PrecisionConfig(dtype="fp32"))
     if ckpt_mod.latest_checkpoint(ckpt) is None:
@@ -53,18 +54,19 @@ def grads_at_layout(model_name: str, layout: dict, ckpt: str):
     from megatron.core.pipeline_parallel import get_forward_backward_func
     from omegaconf import OmegaConf
 
-    from r1mega.config.store import conf_dir
+    from r1mega.config.paths import conf_dir
     from r1mega.models.config import ModelConfig
     from r1mega.models.precision import PrecisionConfig
     from r1mega.parallel.config import ParallelConfig
-    from r1mega.parallel.dims import ParallelDims, world_size_from_env
+    from r1mega.parallel.dims import ParallelDims
     from r1mega.rl.logprobs import vocab_parallel_logprobs
     from r1mega.training import checkpoint as ckpt_mod
     from r1mega.training.config import OptimConfig, TrainerConfig
     from r1mega.training.setup import build_train_model
+    from tests.foundation.dist_utils import world_size
 
     model_cfg = ModelConfig(**OmegaConf.to_container(OmegaConf.load(conf_dir() / "model" / f"{model_name}.yaml")))
-    dims = ParallelDims.resolve(ParallelConfig(**layout), world_size_from_env(), model_cfg)
+    dims = ParallelDims.resolve(ParallelConfig(**layout), world_size(), model_cfg)
     dims.build("gloo", seed=11)
     tm = build_train_model(model_cfg, dims, OptimConfig(), TrainerConfig(precision=PrecisionConfig(dtype="fp32")))
     ckpt_mod.load_model_weights(ckpt_mod.latest_checkpoint(ckpt), tm.unwrapped())

@@ -171,7 +171,8 @@ def test_bundled_pipelines_compose_and_validate():
     from hydra.core.global_hydra import GlobalHydra
 
     from r1mega.config.schema import to_config
-    from r1mega.config.store import conf_dir, register
+    from r1mega.config.paths import conf_dir
+    from r1mega.config.store import register
 
     register()
     GlobalHydra.instance().clear()
@@ -201,7 +202,8 @@ def test_every_step_of_the_bundled_pipelines_composes_and_validates(name, tmp_pa
     from hydra.core.global_hydra import GlobalHydra
 
     from r1mega.config.schema import to_config
-    from r1mega.config.store import conf_dir, register
+    from r1mega.config.paths import conf_dir
+    from r1mega.config.store import register
 
     given = [f"pipeline.vars.{k}={v}" for k, v in {
         "base_checkpoint": "/ck/base", "tokenizer": "/hf/tok", "cold_start_files": "[/d/cold.jsonl]",

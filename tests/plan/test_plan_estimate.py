@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from r1mega.models.params import count_parameters
 from r1mega.parallel.config import ParallelConfig
 from r1mega.parallel.dims import ParallelDims
 from r1mega.plan import activations as act
@@ -60,7 +61,7 @@ def test_deepseek_v3_first_and_last_stage_hold_embedding_and_head():
     first, last = est.stages[0], est.stages[-1]
     vocab = 129280 * 7168  # 129280 is already a multiple of 128
     assert first.stage.dense_layers == 3 and first.in_flight == 16
-    assert first.params == pytest.approx(3 * DSV3.num_parameters()["dense_layer"] + vocab)
+    assert first.params == pytest.approx(3 * count_parameters(DSV3)["dense_layer"] + vocab)
     assert last.stage.post_process and last.in_flight == 1
     # last stage: 2 MoE layers + output layer + final norm + the MTP layer
     assert last.params > 2 * 0.93e9 + vocab

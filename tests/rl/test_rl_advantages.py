@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from r1mega.rl.advantages import (
-    broadcast_to_tokens,
     compute_advantages,
     kl_penalized_rewards,
     overlong_filter_mask,
@@ -51,12 +50,9 @@ def test_all_equal_groups_give_exactly_zero(estimator, value):
     assert torch.equal(adv, torch.zeros(6)) and stats.constant.all()
 
 
-def test_float32_rewards_and_metrics():
+def test_float32_rewards():
     adv, stats = compute_advantages(REWARDS.float(), 4)
-    assert adv.dtype == torch.float32
-    metrics = stats.metrics()
-    assert metrics["reward/mean"] == pytest.approx((0.5 + 1.0 + 0.125) / 3)
-    assert metrics["reward/constant_group_frac"] == pytest.approx(1 / 3)
+    assert adv.dtype == torch.float32 and stats.constant.tolist() == [False, True, False]
 
 
 def test_advantage_errors():
@@ -68,14 +64,6 @@ def test_advantage_errors():
         compute_advantages(REWARDS, 4, "ppo")
     with pytest.raises(ValueError, match="1-D"):
         compute_advantages(REWARDS.view(3, 4), 4)
-
-
-def test_broadcast_to_tokens():
-    mask = torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)
-    out = broadcast_to_tokens(torch.tensor([2.0, -1.0]), mask)
-    assert out.tolist() == [[2.0, 2.0, 0.0], [-1.0, 0.0, 0.0]]
-    with pytest.raises(ValueError):
-        broadcast_to_tokens(torch.tensor([2.0]), mask)
 
 
 def test_kl_in_reward():

@@ -17,9 +17,9 @@ from r1mega.rl.losses import (
     global_loss_denominator,
     grpo_microbatch_loss,
     local_denominator,
-    megatron_loss_scale,
     rollout_correction,
 )
+from r1mega.training.step import scale_for_megatron
 from rl_dist_utils import init_gloo, spawn
 from rl_reference import make_batch, reference_loss
 
@@ -114,7 +114,7 @@ def _accumulate_grad(data, weight, cfg, splits, group=None, dp_size=1):
     weight = weight.clone().requires_grad_(True)
     corr = rollout_correction(data["old_logp"], data["rollout_logp"], data["mask"], "tis", 1.5)
     denom = global_loss_denominator([data["mask"][a:z] for a, z in splits], cfg.loss_agg, group)
-    scale = megatron_loss_scale(len(splits), dp_size)
+    scale = scale_for_megatron(len(splits), dp_size)
     for a, z in splits:
         logp, entropy = vocab_parallel_logprobs(data["x"][a:z] @ weight, data["target"][a:z])
         loss, _ = grpo_microbatch_loss(cfg, logp, data["old_logp"][a:z], data["adv"][a:z], data["mask"][a:z],

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from r1mega.rl.logprobs import full_vocab_logprobs, vocab_parallel_logprobs
+from r1mega.rl.logprobs import vocab_parallel_logprobs
 from rl_dist_utils import init_gloo, spawn
 
 B, T, V = 3, 4, 10
@@ -101,6 +101,16 @@ def test_megatron_sbv_layout_is_the_transpose():
     tb = _run(logits.transpose(0, 1).contiguous(), target.t().contiguous(), up_logp.t(), up_ent.t(), 1.0)
     for a, b in zip(bt, tb):
         assert torch.equal(a, b.transpose(0, 1))
+
+
+def full_vocab_logprobs(logits: torch.Tensor, target: torch.Tensor, temperature: float = 1.0):
+    """Reference with the whole vocabulary local (plain ``log_softmax``); same return convention
+    as ``vocab_parallel_logprobs``."""
+    compute = torch.promote_types(logits.dtype, torch.float32)
+    log_p = torch.log_softmax(logits.to(compute) / temperature, dim=-1)
+    logp = log_p.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
+    entropy = -(log_p.exp() * log_p).sum(-1)
+    return logp, entropy
 
 
 def test_full_vocab_helper_and_no_grad_path():

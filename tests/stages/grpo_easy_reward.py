@@ -16,7 +16,8 @@ import zlib
 from hydra import compose, initialize_config_dir
 
 from r1mega.config.schema import to_config
-from r1mega.config.store import conf_dir, register
+from r1mega.config.paths import conf_dir
+from r1mega.config.store import register
 from r1mega.rewards.core.types import RewardResult
 
 
