@@ -4,8 +4,8 @@ A pipeline's steps are separate processes that compose their own configuration, 
 override would surface only when its step starts -- possibly many minutes in. Before running
 anything, the orchestrator composes each stage step exactly as its process will (same
 overrides, same ``conf/``) and runs the checks that process would run at start-up
-(``R1Config.validate`` at the step's process count, plus the stage's own configuration:
-curation, all-scenario routing, evaluation files). The first failure stops the pipeline with
+(``R1Config.validate`` at the step's process count, which checks the stage's own settings
+too: curation, all-scenario routing, evaluation files). The first failure stops the pipeline with
 one line naming the step and the key, e.g.::
 
     r1mega-train: error: pipeline step r1_zero: parallel.tp=3 does not divide model.num_attention_heads=4
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from r1mega.config.errors import ConfigError
 from r1mega.pipeline.config import PipelineConfig
 
 
@@ -39,25 +40,22 @@ def _hydra():
 
 
 def check_step(args: list, nproc: int, name: str) -> None:
-    """ValueError naming ``name`` when the step with overrides ``args`` would not start."""
+    """ConfigError naming ``name`` when the step with overrides ``args`` would not start."""
     from hydra import compose
 
+    from r1mega.config.renamed import check_overrides, explain
     from r1mega.config.schema import to_config
 
     try:
-        cfg = to_config(compose("config", overrides=list(args)))
-        cfg.validate(nproc)
-        stage = cfg.stage.name
-        if stage in ("rejection_sampling", "distill_generate"):
-            cfg.curation.validate()
-        elif stage == "all_scenario_rl":
-            cfg.all_scenario.validate()
-        elif stage == "eval":
-            cfg.evaluation.validate()
-    except ValueError as e:
-        raise ValueError(f"pipeline step {name}: {e}") from None
+        check_overrides(args)
+        to_config(compose("config", overrides=list(args))).validate(nproc)
+    except ConfigError as e:
+        raise ConfigError(f"pipeline step {name}: {e}") from None
     except Exception as e:  # Hydra composition errors (unknown key, missing group option, ...)
-        raise ValueError(f"pipeline step {name}: {type(e).__name__}: {e}") from None
+        renamed = explain(e)
+        if renamed is not None:
+            raise ConfigError(f"pipeline step {name}: {renamed}") from None
+        raise ConfigError(f"pipeline step {name}: {type(e).__name__}: {e}") from None
 
 
 def check_all(pcfg: PipelineConfig, plan: list) -> None:

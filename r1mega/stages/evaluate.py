@@ -1,13 +1,13 @@
 """Stage ``eval``: held-out pass@1, pass@k, cons@k, greedy accuracy and length of a checkpoint.
 
-    r1mega-train stage=eval trainer.init_from=CKPT_DIR [rollout.eval_k=8]
+    r1mega-train stage=eval trainer.init_from=CKPT_DIR [evaluation.k=8]
     r1mega-train stage=eval trainer.init_from=CKPT_DIR data.tokenizer=/hf/model \
         evaluation.files=[aime24.jsonl,math500.jsonl]
 
 The questions are ``evaluation.files`` (AIME-style / MATH-500-style JSONL, problem + answer;
 :mod:`r1mega.eval.benchmarks`) or, by default, the test split of ``data`` (the synthetic one).
 Loads the newest complete checkpoint under ``trainer.init_from`` (any layout), samples
-``rollout.eval_k`` responses per question at ``rollout.eval_temperature`` / ``eval_top_p`` (the
+``evaluation.k`` responses per question at ``evaluation.temperature`` / ``top_p`` (the
 paper's 0.6 / 0.95) plus one greedy response, scores them with the reward rules, and writes
 ``eval.json`` (and the same under ``eval`` in ``summary.json``).
 """
@@ -49,16 +49,16 @@ def run(cfg: R1Config, dims: ParallelDims) -> dict:
         ckpt.load_model_weights(source, chunks)
     engine = build_engine(cfg, tokenizer, dims, chunks=chunks, seed_offset=ps.get_data_parallel_rank() * 7919)
     with RewardManager(cfg.reward) as rewarder:
-        result = evaluate(engine, tokenizer, records, cfg.data.template, rewarder, cfg.rollout.eval_k,
-                          cfg.rollout.eval_temperature, cfg.rollout.eval_top_p,
-                          cfg.rollout.eval_max_tokens or cfg.rollout.max_tokens,
+        result = evaluate(engine, tokenizer, records, cfg.data.template, rewarder, cfg.evaluation.k,
+                          cfg.evaluation.temperature, cfg.evaluation.top_p,
+                          cfg.evaluation.max_tokens or cfg.rollout.max_tokens,
                           seed=cfg.trainer.seed + 17, dp_group=ps.get_data_parallel_group(),
                           keep_samples=cfg.evaluation.save_samples)
     samples = result.pop("samples", None)
     result["checkpoint"] = cfg.trainer.init_from
     result["questions_from"] = list(map(str, cfg.evaluation.files)) or f"data ({cfg.data.source}) test split"
-    result["sampling"] = {"temperature": cfg.rollout.eval_temperature, "top_p": cfg.rollout.eval_top_p,
-                          "max_tokens": cfg.rollout.eval_max_tokens or cfg.rollout.max_tokens}
+    result["sampling"] = {"temperature": cfg.evaluation.temperature, "top_p": cfg.evaluation.top_p,
+                          "max_tokens": cfg.evaluation.max_tokens or cfg.rollout.max_tokens}
     if common.is_logging_rank():
         atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
         if samples is not None:

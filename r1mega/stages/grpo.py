@@ -133,8 +133,8 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
     elif init is not None:
         ckpt.init_from(init, tm)
     engine.update_weights()
-    if cfg.rollout.record_dir and start_step == 0:  # replays start from these weights (r1mega.rl.replay)
-        ckpt.save_model_weights(replay.init_dir(cfg.rollout.record_dir), tm)
+    if cfg.rl.record_dir and start_step == 0:  # replays start from these weights (r1mega.rl.replay)
+        ckpt.save_model_weights(replay.init_dir(cfg.rl.record_dir), tm)
 
     from r1mega.rewards import RewardManager
 
@@ -143,11 +143,11 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
     logger.resume_at(start_step)
     dp, dp_rank, dp_group = dims.dp, ps.get_data_parallel_rank(), ps.get_data_parallel_group()
     mbs = cfg.trainer.micro_batch_size
-    eval_max = cfg.rollout.eval_max_tokens or cfg.rollout.max_tokens
+    eval_max = cfg.evaluation.max_tokens or cfg.rollout.max_tokens
 
     def run_eval(tag: str) -> dict:
-        result = evaluate(engine, tokenizer, test, cfg.data.template, rewarder, cfg.rollout.eval_k,
-                          cfg.rollout.eval_temperature, cfg.rollout.eval_top_p, eval_max,
+        result = evaluate(engine, tokenizer, test, cfg.data.template, rewarder, cfg.evaluation.k,
+                          cfg.evaluation.temperature, cfg.evaluation.top_p, eval_max,
                           seed=cfg.trainer.seed + 17, dp_group=dp_group,
                           keep_samples=cfg.evaluation.save_samples)
         samples = result.pop("samples", None)
@@ -168,18 +168,18 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
         batch = sampler.next_batch()
         records = [train[i] for i in rank_slice(batch, dp_rank, dp)]
         prompts = encode(records, tokenizer, cfg.data.template)
-        if cfg.rollout.replay_dir:
-            gens, rewards, comps = replay.replay_step(cfg.rollout.replay_dir, step, batch, prompts, G,
+        if cfg.rl.replay_dir:
+            gens, rewards, comps = replay.replay_step(cfg.rl.replay_dir, step, batch, prompts, G,
                                                       cfg.rollout.max_tokens, dp_rank, dp)
         else:
             gens = engine.generate([p for p in prompts for _ in range(G)], sampling)
         timings["time_rollout"] = time.perf_counter() - t
         # 2. reward
         t = time.perf_counter()
-        if not cfg.rollout.replay_dir:
+        if not cfg.rl.replay_dir:
             rewards, comps = score(rewarder, gens, records, G)
-        if cfg.rollout.record_dir:
-            replay.record_step(cfg.rollout.record_dir, step, batch, prompts, gens, rewards, comps, G, dp_group)
+        if cfg.rl.record_dir:
+            replay.record_step(cfg.rl.record_dir, step, batch, prompts, gens, rewards, comps, G, dp_group)
         # One row length on every rank: pipeline stages exchange [length, mbs, hidden] tensors,
         # and results do not depend on the DP size (padding positions pass the MoE routers).
         rollout = build_rollout(gens, tokenizer.pad_token_id,

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from r1mega.config.errors import ConfigError
 from r1mega.config.schema import R1Config
 from r1mega.data.loaders import load_split
 from r1mega.data.tokenizer import load_tokenizer
@@ -41,12 +42,12 @@ from r1mega.training.metrics import write_summary
 
 
 def require_vllm() -> None:
-    """ValueError with the fix when rollout.engine=vllm cannot work here."""
+    """ConfigError with the fix when rollout.engine=vllm cannot work here."""
     if importlib.util.find_spec("vllm") is None:
-        raise ValueError("rollout.engine=vllm needs the vllm package (pip install 'r1mega[vllm]' on a GPU "
+        raise ConfigError("rollout.engine=vllm needs the vllm package (pip install 'r1mega[vllm]' on a GPU "
                          "machine); use rollout.engine=megatron otherwise")
     if importlib.util.find_spec("r1mega.rollout.vllm_engine") is None:
-        raise ValueError("rollout.engine=vllm: this r1mega build has no r1mega.rollout.vllm_engine")
+        raise ConfigError("rollout.engine=vllm: this r1mega build has no r1mega.rollout.vllm_engine")
 
 
 def load_policy(cfg: R1Config, dims: ParallelDims, tokenizer):
@@ -55,8 +56,6 @@ def load_policy(cfg: R1Config, dims: ParallelDims, tokenizer):
 
     from r1mega.training.setup import build_chunks
 
-    if not cfg.trainer.init_from:
-        raise ValueError(f"trainer.init_from must name the checkpoint to sample from (stage={cfg.stage.name})")
     source = ckpt.latest_checkpoint(cfg.trainer.init_from)
     if source is None:
         raise ValueError(f"trainer.init_from={cfg.trainer.init_from!r} holds no complete checkpoint")
@@ -130,8 +129,6 @@ def generate_dataset(cfg: R1Config, dims: ParallelDims) -> dict:
 
     from r1mega.rewards import RewardManager
 
-    cfg.curation.validate()
-    cfg.rollout.validate()
     if cfg.rollout.engine == "vllm":
         require_vllm()
     run_dir = common.start(cfg, dims)

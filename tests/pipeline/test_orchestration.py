@@ -206,7 +206,8 @@ def test_every_step_of_the_bundled_pipelines_composes_and_validates(name, tmp_pa
     given = [f"pipeline.vars.{k}={v}" for k, v in {
         "base_checkpoint": "/ck/base", "tokenizer": "/hf/tok", "cold_start_files": "[/d/cold.jsonl]",
         "reasoning_train_files": "[/d/train.jsonl]", "reasoning_test_files": "[/d/test.jsonl]",
-        "reward_model": "/hf/rm"}.items()] if name == "r1" else []
+        "reward_model": tmp_path / "rm"}.items()] if name == "r1" else []
+    (tmp_path / "rm").mkdir()  # all_scenario.reward_model.path must be a directory
     register()
     GlobalHydra.instance().clear()
     try:
@@ -217,9 +218,7 @@ def test_every_step_of_the_bundled_pipelines_composes_and_validates(name, tmp_pa
                 if step.kind != "stage":
                     continue
                 cfg = to_config(compose("config", overrides=steps.stage_overrides(pcfg, step, tmp_path, [])))
-                cfg.validate(step.nproc or pcfg.nproc)
-                cfg.curation.validate()
-                cfg.all_scenario.validate()
+                cfg.validate(step.nproc or pcfg.nproc)  # the stage's own settings included
                 assert cfg.pipeline.name is None, step.name
     finally:
         GlobalHydra.instance().clear()
