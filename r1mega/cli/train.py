@@ -44,9 +44,17 @@ def _run(cfg: DictConfig) -> dict:
     return get_stage(config.stage.name)(config, dims)
 
 
+def _fail(message: str) -> None:
+    print(f"r1mega-train: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _main(cfg: DictConfig) -> None:
-    _run(cfg)
+    try:
+        _run(cfg)
+    except ConfigError as e:  # here, before Hydra adds its "Error executing job" line
+        _fail(" ".join(str(e).split()))
 
 
 def user_error(exc: BaseException) -> Optional[str]:
@@ -59,7 +67,7 @@ def user_error(exc: BaseException) -> Optional[str]:
         renamed = explain(exc)
         if renamed is not None:
             return str(renamed)
-        parts = [str(exc)]
+        parts = [str(exc).split("Config search path:")[0]]
         if exc.__cause__ is not None and str(exc.__cause__) not in parts[0]:
             parts.append(str(exc.__cause__))
         return " ".join(" ".join(parts).split())
@@ -82,8 +90,7 @@ def main() -> None:
         message = user_error(e)
         if message is None:
             raise
-        print(f"r1mega-train: error: {message}", file=sys.stderr)
-        sys.exit(2)
+        _fail(message)
 
 
 if __name__ == "__main__":

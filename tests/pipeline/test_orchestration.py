@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from r1mega.config.schema import R1Config
-from r1mega.pipeline import runner, steps
+from r1mega.pipeline import preflight, runner, steps
 from r1mega.pipeline.config import PipelineConfig, StepConfig
 from r1mega.pipeline.mixing import mix_sft
 from r1mega.pipeline.report import collect, table
@@ -242,3 +242,13 @@ def test_preflight_stops_a_bad_setting_of_a_later_step_before_anything_runs(tmp_
         assert out.returncode == 2 and needle in out.stderr, out.stderr[-2000:]
         assert "Traceback" not in out.stderr
         assert [p.name for p in run.iterdir() if p.is_dir() and p.name != ".hydra"] == [], "no step may start"
+
+
+def test_preflight_names_the_new_place_of_a_renamed_key_in_a_step():
+    from r1mega.config.errors import ConfigError
+
+    with preflight._hydra():
+        with pytest.raises(ConfigError, match="^pipeline step eval: rollout.eval_k was renamed: use evaluation.k$"):
+            preflight.check_step(["stage=eval", "rollout.eval_k=4"], 1, "eval")
+        with pytest.raises(ConfigError, match="^pipeline step eval: evaluation.k must be >= 1, got 0$"):
+            preflight.check_step(["stage=eval", "evaluation.k=0"], 1, "eval")
