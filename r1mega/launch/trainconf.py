@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from r1mega.config.errors import ConfigError
 from r1mega.plan.overrides import split
 
 
@@ -37,7 +38,7 @@ def compose(overrides: list[str]):
         with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir()), job_name="r1mega_launch"):
             return to_config(hydra_compose(config_name="config", overrides=task))
     except Exception as err:  # Hydra raises several exception types, all meaning "bad override"
-        raise ValueError(f"r1mega-train configuration: {_message(err)}") from None
+        raise ConfigError(f"r1mega-train configuration: {_message(err)}") from None
     finally:
         GlobalHydra.instance().clear()
 

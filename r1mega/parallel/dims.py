@@ -124,7 +124,7 @@ class ParallelDims:
                 world_size=int(os.environ.get("WORLD_SIZE", 1)),
             )
         if dist.get_world_size() != self.world_size:
-            raise ValueError(f"launched with {dist.get_world_size()} processes, layout expects {self.world_size}")
+            raise ConfigError(f"launched with {dist.get_world_size()} processes, layout expects {self.world_size}")
         if parallel_state.model_parallel_is_initialized():
             parallel_state.destroy_model_parallel()
         parallel_state.initialize_model_parallel(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from r1mega.config.errors import ConfigError
@@ -110,6 +111,9 @@ class PipelineConfig:
             raise ConfigError(f"{prefix}.extra_sft_ratio={self.extra_sft_ratio} must be in [0, 1)")
         if self.extra_sft_ratio > 0 and not self.extra_sft_files:
             raise ConfigError(f"{prefix}.extra_sft_ratio={self.extra_sft_ratio} but {prefix}.extra_sft_files is empty")
+        for f in self.extra_sft_files if self.extra_sft_ratio > 0 else ():
+            if not Path(f).expanduser().is_file():
+                raise ConfigError(f"{prefix}.extra_sft_files: {f} does not exist")
         if self.stop_after is not None and self.stop_after not in seen:
             raise ConfigError(f"{prefix}.stop_after={self.stop_after!r} is not a step name")
         for label, ref in self.report.items():

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from r1mega.config.errors import ConfigError
 from r1mega.models.config import ModelConfig
 from r1mega.plan.config import PlanConfig
 from r1mega.plan.sources import group_file, load_model, load_yaml
@@ -37,7 +38,7 @@ TRAIN_KEYS: dict[str, str] = {
 def split(override: str) -> tuple[str, str]:
     """``'+a.b=1'`` -> ``('a.b', '1')``; Hydra's ``+``/``++`` prefixes are dropped."""
     if "=" not in override:
-        raise ValueError(f"override {override!r} is not of the form key=value")
+        raise ConfigError(f"override {override!r} is not of the form key=value")
     key, value = override.split("=", 1)
     return key.lstrip("+").strip(), value
 
@@ -71,7 +72,7 @@ def _collect(overrides: list[str], strict: bool) -> tuple[dict[str, Any], dict[s
         elif key.split(".")[0] in PlanConfig.__dataclass_fields__:
             plan[key] = raw
         elif strict:
-            raise ValueError(f"unknown planner key {key!r} (see r1mega-plan --help)")
+            raise ConfigError(f"unknown planner key {key!r} (see r1mega-plan --help)")
     return plan, model, choice
 
 
@@ -86,7 +87,7 @@ def plan_config(overrides: list[str], base: dict[str, Any] | None = None, strict
         plan: PlanConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
-        raise ValueError(f"{key}: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from None
     if choice is not None:
         plan.model = choice
     return plan, model_values, choice
