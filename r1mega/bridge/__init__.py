@@ -15,7 +15,7 @@ Split the way Megatron-Core's ``resharding`` package splits it:
                TP sharding, expert placement, QKV/gate-up stacking and FP8 post-processing.
 
 Bounded memory: beyond its model shard a trainer rank holds one full HF tensor plus one
-packed bucket (``rollout.vllm_bucket_mb``); a vLLM worker holds one bucket view.
+packed bucket (``rollout.vllm.bucket_mb``); a vLLM worker holds one bucket view.
 """
 
 from r1mega.bridge.plan import BucketSpec, SyncPlan, TensorSpec, pack_bucket, unpack_bucket

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from r1mega.config.errors import ConfigError
+
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 
@@ -147,7 +149,7 @@ def write_manifest(cluster, name: str, jobs) -> None:
 def launch(args: argparse.Namespace) -> int:
     try:
         cluster, name, jobs, checks = prepare(args)
-    except ValueError as err:
+    except ConfigError as err:
         print(f"r1mega-launch: error: {err}", file=sys.stderr)
         return EXIT_INVALID
     if not report_preflight(checks):
@@ -184,7 +186,7 @@ def summarize_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     try:
         rows = collect(args.sweep_dir)
-    except ValueError as err:
+    except ConfigError as err:
         print(f"r1mega-launch summarize: error: {err}", file=sys.stderr)
         return EXIT_INVALID
     sys.stdout.write(markdown(rows))

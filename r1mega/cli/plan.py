@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 
+from r1mega.config.errors import ConfigError
 from r1mega.plan.config import PlanConfig, field_docs
 
 EXIT_FITS, EXIT_DOES_NOT_FIT, EXIT_INVALID = 0, 1, 2
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
         plan, model = plan_from_overrides(args.overrides)
         est = estimate(plan, model)
-    except ValueError as err:
+    except ConfigError as err:
         print(f"r1mega-plan: error: {err}", file=sys.stderr)
         return EXIT_INVALID
     print(json.dumps(as_dict(est), indent=2) if args.json else table(est))

@@ -26,6 +26,7 @@ import sys
 import tempfile
 from typing import Any, Iterator, TextIO
 
+from r1mega.config.errors import ConfigError
 from r1mega.rewards import registry
 from r1mega.rewards.config import ComponentConfig, RewardConfig, SourceRewardConfig
 from r1mega.rewards.manager import RewardManager
@@ -60,7 +61,7 @@ def _load_config_file(path: str) -> dict[str, Any]:
             return yaml.safe_load(text) or {}
         return json.loads(text)
     except Exception as exc:  # JSON and YAML syntax errors alike
-        raise ValueError(f"cannot parse {path}: {exc}") from None
+        raise ConfigError(f"cannot parse {path}: {exc}") from None
 
 
 def _select(recipe: SourceRewardConfig, names: list[str], timeout: float | None) -> SourceRewardConfig:
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--batch-size must be >= 1")
     try:
         config = make_config(args)
-    except (ValueError, OSError) as exc:
+    except (ConfigError, OSError) as exc:
         parser.error(str(exc))
     try:
         src = open(args.input, encoding="utf-8")

@@ -8,7 +8,10 @@ R1's last RL stage trains on a mix: reasoning prompts keep their rule rewards, g
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, Optional
+
+from r1mega.config.errors import ConfigError
 
 ROUTES = ("rules", "reward_model")
 SCOPES = ("summary", "completion")
@@ -35,9 +38,11 @@ class RewardModelConfig:
 
     def validate(self, prefix: str = "all_scenario.reward_model") -> None:
         if self.scope not in SCOPES:
-            raise ValueError(f"{prefix}.scope={self.scope!r} is not one of {SCOPES}")
+            raise ConfigError(f"{prefix}.scope={self.scope!r} is not one of {SCOPES}")
         if self.max_length < 8 or self.batch_size < 1:
-            raise ValueError(f"{prefix}.max_length must be >= 8 and {prefix}.batch_size >= 1")
+            raise ConfigError(f"{prefix}.max_length must be >= 8 and {prefix}.batch_size >= 1")
+        if self.path and not Path(self.path).expanduser().is_dir():
+            raise ConfigError(f"{prefix}.path={self.path!r} is not a directory")
 
 
 @dataclass
@@ -62,12 +67,12 @@ class AllScenarioConfig:
     def validate(self, prefix: str = "all_scenario") -> None:
         for source, route in self.routing.items():
             if route not in ROUTES:
-                raise ValueError(f"{prefix}.routing.{source}={route!r} is not one of {ROUTES}")
+                raise ConfigError(f"{prefix}.routing.{source}={route!r} is not one of {ROUTES}")
         if not 0 <= self.general_fraction < 1:
-            raise ValueError(f"{prefix}.general_fraction={self.general_fraction} must be in [0, 1)")
+            raise ConfigError(f"{prefix}.general_fraction={self.general_fraction} must be in [0, 1)")
         if self.general_prompts < 1:
-            raise ValueError(f"{prefix}.general_prompts must be >= 1, got {self.general_prompts}")
+            raise ConfigError(f"{prefix}.general_prompts must be >= 1, got {self.general_prompts}")
         if self.general_fraction > 0 and self.routing.get(self.general_source, "rules") != "reward_model":
-            raise ValueError(f"{prefix}.routing has no 'reward_model' route for {prefix}.general_source="
+            raise ConfigError(f"{prefix}.routing has no 'reward_model' route for {prefix}.general_source="
                              f"{self.general_source!r}: general prompts have no rule reward")
         self.reward_model.validate(f"{prefix}.reward_model")

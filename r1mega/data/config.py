@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from r1mega.config.errors import ConfigError
 from r1mega.data.synthetic import SyntheticTaskConfig
 from r1mega.data.templates import TEMPLATES
 
@@ -54,17 +55,17 @@ class DataConfig:
 
     def validate(self, prefix: str = "data") -> None:
         if self.source not in ("synthetic", "files"):
-            raise ValueError(f"{prefix}.source={self.source!r} is not one of synthetic, files")
+            raise ConfigError(f"{prefix}.source={self.source!r} is not one of synthetic, files")
         if self.source == "files" and not self.train_files:
-            raise ValueError(f"{prefix}.train_files is empty but {prefix}.source=files")
+            raise ConfigError(f"{prefix}.train_files is empty but {prefix}.source=files")
         if self.template not in TEMPLATES:
-            raise ValueError(f"{prefix}.template={self.template!r} is not one of {TEMPLATES}")
+            raise ConfigError(f"{prefix}.template={self.template!r} is not one of {TEMPLATES}")
         if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"{prefix}.on_error={self.on_error!r} is not one of raise, skip")
+            raise ConfigError(f"{prefix}.on_error={self.on_error!r} is not one of raise, skip")
         if self.pack and self.group_by_length:
-            raise ValueError(f"{prefix}.pack and {prefix}.group_by_length exclude each other: "
+            raise ConfigError(f"{prefix}.pack and {prefix}.group_by_length exclude each other: "
                              "packed rows all have seq_length tokens")
         if self.seq_length < 16:
-            raise ValueError(f"{prefix}.seq_length={self.seq_length} is too small (>= 16)")
+            raise ConfigError(f"{prefix}.seq_length={self.seq_length} is too small (>= 16)")
         if self.source == "synthetic":
             self.synthetic.validate(f"{prefix}.synthetic")

@@ -56,6 +56,8 @@ import random
 from dataclasses import dataclass
 from typing import Optional
 
+from r1mega.config.errors import ConfigError
+
 
 @dataclass
 class SyntheticTaskConfig:
@@ -91,20 +93,20 @@ class SyntheticTaskConfig:
 
     def validate(self, prefix: str = "data.synthetic") -> None:
         if not 2 <= self.min_terms <= self.max_terms:
-            raise ValueError(f"{prefix}.min_terms/max_terms must satisfy 2 <= min <= max")
+            raise ConfigError(f"{prefix}.min_terms/max_terms must satisfy 2 <= min <= max")
         if not 1 <= self.max_digits <= 6:
-            raise ValueError(f"{prefix}.max_digits={self.max_digits} must be in [1, 6]")
+            raise ConfigError(f"{prefix}.max_digits={self.max_digits} must be in [1, 6]")
         bad = [op for op in self.operations if op not in ("+", "-")]
         if bad or not self.operations:
-            raise ValueError(f"{prefix}.operations={list(self.operations)} must be a non-empty subset of ['+', '-']")
+            raise ConfigError(f"{prefix}.operations={list(self.operations)} must be a non-empty subset of ['+', '-']")
         if not 0 < self.test_fraction_per_mille < 1000:
-            raise ValueError(f"{prefix}.test_fraction_per_mille must be in (0, 1000)")
+            raise ConfigError(f"{prefix}.test_fraction_per_mille must be in (0, 1000)")
         if self.style not in STYLES:
-            raise ValueError(f"{prefix}.style={self.style!r} is not one of {list(STYLES)}")
+            raise ConfigError(f"{prefix}.style={self.style!r} is not one of {list(STYLES)}")
         if not 0.0 <= self.short_fraction <= 1.0:
-            raise ValueError(f"{prefix}.short_fraction={self.short_fraction} must be in [0, 1]")
+            raise ConfigError(f"{prefix}.short_fraction={self.short_fraction} must be in [0, 1]")
         if self.max_value is not None and not 1 <= self.max_value:
-            raise ValueError(f"{prefix}.max_value={self.max_value} must be a positive integer or null")
+            raise ConfigError(f"{prefix}.max_value={self.max_value} must be a positive integer or null")
 
 
 def _columns_add(a: int, b: int) -> str:

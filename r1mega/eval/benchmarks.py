@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
+from r1mega.config.errors import ConfigError
 from r1mega.data.jsonl import json_lines
 
 FORMATS = {
@@ -36,8 +38,17 @@ FORMATS = {
 
 @dataclass
 class EvalConfig:
-    """Which questions stage=eval scores (sampling settings are rollout.eval_*)."""
+    """Held-out evaluation: which questions stage=eval scores, and how every evaluation samples
+    (stage=eval and the RL stages' eval_before / eval_after)."""
 
+    temperature: float = 0.6
+    """Evaluation sampling temperature (the paper: 0.6)."""
+    top_p: float = 0.95
+    """Evaluation top-p (the paper: 0.95)."""
+    k: int = 8
+    """Samples per held-out question for pass@1 / cons@k."""
+    max_tokens: Optional[int] = None
+    """Longest evaluation response; None means rollout.max_tokens."""
     files: list = field(default_factory=list)
     """Benchmark JSONL files (AIME-style, MATH-500-style: problem + answer); empty = the test
     split of ``data`` (the bundled synthetic one by default)."""
@@ -52,14 +63,27 @@ class EvalConfig:
     """Also write every sampled and greedy response with its score to ``eval_samples.jsonl``
     (RL stages: ``eval_samples_before.jsonl`` / ``eval_samples_after.jsonl``) in the run dir."""
 
+    def validate_sampling(self, prefix: str = "evaluation") -> None:
+        """The sampling settings (every stage that evaluates: eval and the RL stages)."""
+        if self.temperature < 0:
+            raise ConfigError(f"{prefix}.temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"{prefix}.top_p={self.top_p} must be in (0, 1]")
+        if self.k < 1:
+            raise ConfigError(f"{prefix}.k must be >= 1, got {self.k}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigError(f"{prefix}.max_tokens must be >= 1 or null, got {self.max_tokens}")
+
     def validate(self, prefix: str = "evaluation") -> None:
+        """Everything stage=eval reads: sampling, and the benchmark files."""
+        self.validate_sampling(prefix)
         if self.format not in FORMATS:
-            raise ValueError(f"{prefix}.format={self.format!r} is not one of {tuple(FORMATS)}")
+            raise ConfigError(f"{prefix}.format={self.format!r} is not one of {tuple(FORMATS)}")
         if self.max_questions < 0:
-            raise ValueError(f"{prefix}.max_questions must be >= 0, got {self.max_questions}")
+            raise ConfigError(f"{prefix}.max_questions must be >= 0, got {self.max_questions}")
         for f in self.files:
             if not Path(f).expanduser().is_file():
-                raise ValueError(f"{prefix}.files: {f} does not exist")
+                raise ConfigError(f"{prefix}.files: {f} does not exist")
 
 
 def _first(raw: dict, keys: tuple):
@@ -94,8 +118,7 @@ def eval_records(cfg) -> list[dict]:
     """The questions of a stage=eval run: ``evaluation.files`` or the data's test split."""
     from r1mega.data.loaders import load_split
 
-    ev: EvalConfig = cfg.evaluation
-    ev.validate()
+    ev: EvalConfig = cfg.evaluation  # validated by R1Config.validate
     if ev.files:
         records = [r for f in ev.files for r in load_benchmark(f, ev.format, ev.data_source)]
     else:

@@ -26,6 +26,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from r1mega.config.errors import ConfigError
 from r1mega.plan.gpus import GPUS
 from r1mega.plan.sources import group_file, load_yaml
 
@@ -121,34 +122,34 @@ class ClusterConfig:
         _choice("tunnel", self.tunnel, TUNNELS)
         _choice("packager", self.packager, PACKAGERS)
         if self.gpu_type not in GPUS:
-            raise ValueError(f"cluster.gpu_type={self.gpu_type!r} is not one of {sorted(GPUS)}")
+            raise ConfigError(f"cluster.gpu_type={self.gpu_type!r} is not one of {sorted(GPUS)}")
         for key in ("nodes", "gpus_per_node", "signal_seconds", "rdzv_port"):
             if getattr(self, key) < 1:
-                raise ValueError(f"cluster.{key} must be >= 1, got {getattr(self, key)}")
+                raise ConfigError(f"cluster.{key} must be >= 1, got {getattr(self, key)}")
         if self.retries < 0:
-            raise ValueError(f"cluster.retries must be >= 0, got {self.retries}")
+            raise ConfigError(f"cluster.retries must be >= 0, got {self.retries}")
         if not _TIME.match(str(self.time)):
-            raise ValueError(f"cluster.time={self.time!r} is not [D-]HH:MM:SS")
+            raise ConfigError(f"cluster.time={self.time!r} is not [D-]HH:MM:SS")
         if not self.entrypoint.strip():
-            raise ValueError("cluster.entrypoint must name the training command")
+            raise ConfigError("cluster.entrypoint must name the training command")
         if self.container_image and self.venv:
-            raise ValueError("set cluster.container_image or cluster.venv, not both")
+            raise ConfigError("set cluster.container_image or cluster.venv, not both")
         if self.executor == "slurm":
             self._validate_slurm()
         elif self.nodes != 1:
-            raise ValueError(f"cluster.nodes={self.nodes}: executor=local runs on one node")
+            raise ConfigError(f"cluster.nodes={self.nodes}: executor=local runs on one node")
         return self
 
     def _validate_slurm(self) -> None:
         for key in ("account", "partition"):
             if not getattr(self, key):
-                raise ValueError(f"cluster.{key} must be set when cluster.executor=slurm")
+                raise ConfigError(f"cluster.{key} must be set when cluster.executor=slurm")
         if self.tunnel == "ssh":
             for key in ("ssh_host", "ssh_user"):
                 if not getattr(self, key):
-                    raise ValueError(f"cluster.{key} must be set when cluster.tunnel=ssh")
+                    raise ConfigError(f"cluster.{key} must be set when cluster.tunnel=ssh")
             if self.submitter == "sbatch":
-                raise ValueError("cluster.submitter=sbatch runs sbatch on this machine; use cluster.tunnel=local")
+                raise ConfigError("cluster.submitter=sbatch runs sbatch on this machine; use cluster.tunnel=local")
 
     @property
     def world_size(self) -> int:
@@ -161,7 +162,7 @@ class ClusterConfig:
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"cluster.{key}={value!r} is not one of {list(choices)}")
+        raise ConfigError(f"cluster.{key}={value!r} is not one of {list(choices)}")
 
 
 def load_cluster(choice: str, overrides: list[str]) -> ClusterConfig:
@@ -178,5 +179,5 @@ def load_cluster(choice: str, overrides: list[str]) -> ClusterConfig:
         cluster: ClusterConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or getattr(err, "key", None) or "?"
-        raise ValueError(f"cluster.{key}: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"cluster.{key}: {str(err).splitlines()[0]}") from None
     return cluster.validate()

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from r1mega.config.errors import ConfigError
 from r1mega.launch.cluster import ClusterConfig
 from r1mega.launch.sweep import Point, is_sweep, run_dir
 from r1mega.config.overrides import split
@@ -59,7 +60,7 @@ def entrypoint(cluster: ClusterConfig) -> Entrypoint:
     if len(words) == 3 and words[0].startswith("python") and words[1] == "-m":
         return Entrypoint(module=words[2], executable=None)
     if len(words) != 1:
-        raise ValueError(f"cluster.entrypoint={cluster.entrypoint!r} must be an executable or 'python -m <module>'")
+        raise ConfigError(f"cluster.entrypoint={cluster.entrypoint!r} must be an executable or 'python -m <module>'")
     return Entrypoint(module=None, executable=words[0])
 
 
@@ -83,7 +84,7 @@ def build_jobs(cluster: ClusterConfig, name: str, points: list[Point]) -> list[J
         args = list(point.train_overrides)
         given = [split(a)[1] for a in args if split(a)[0] == RUN_DIR_KEY]
         if given and sweep:
-            raise ValueError(f"{RUN_DIR_KEY} is set per sweep point from cluster.runs_dir; do not pass it with -m")
+            raise ConfigError(f"{RUN_DIR_KEY} is set per sweep point from cluster.runs_dir; do not pass it with -m")
         rdir = given[0] if given else run_dir(cluster.runs_root, name, point, sweep)
         if not given:
             args.append(f"{RUN_DIR_KEY}={rdir}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from r1mega.config.errors import ConfigError
 from r1mega.config.overrides import split
 from r1mega.launch.cluster import ClusterConfig
 from r1mega.launch.jobs import Job
@@ -55,10 +56,10 @@ def _world(cluster: ClusterConfig) -> str:
 
 def _check_node_fit(cluster: ClusterConfig, tp: int) -> None:
     if tp > cluster.gpus_per_node:
-        raise ValueError(f"parallel.tp={tp} is larger than cluster.gpus_per_node={cluster.gpus_per_node}: "
+        raise ConfigError(f"parallel.tp={tp} is larger than cluster.gpus_per_node={cluster.gpus_per_node}: "
                          "tensor parallelism must stay inside a node")
     if cluster.gpus_per_node % tp:
-        raise ValueError(f"parallel.tp={tp} does not divide cluster.gpus_per_node={cluster.gpus_per_node}: "
+        raise ConfigError(f"parallel.tp={tp} does not divide cluster.gpus_per_node={cluster.gpus_per_node}: "
                          "a tensor-parallel group would straddle two nodes")
 
 
@@ -89,4 +90,4 @@ def check_job(cluster: ClusterConfig, job: Job, plan_memory: bool) -> Preflight:
             return Preflight(job, None, "memory estimate skipped (--skip-plan)")
         return Preflight(job, estimate_job(cluster, job))
     except ValueError as err:
-        raise ValueError(f"job {job.name}: {_world(cluster)}: {err}") from None
+        raise ConfigError(f"job {job.name}: {_world(cluster)}: {err}") from None

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from r1mega.config.errors import ConfigError
+
 MANIFEST = "sweep.json"
 SUMMARY = "summary.json"
 IGNORED = ("hydra.", "trainer.checkpoint_dir")
@@ -55,13 +57,13 @@ def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """One record per point: point, overrides, status, metrics."""
     root = Path(sweep_dir)
     if not root.is_dir():
-        raise ValueError(f"sweep directory {root} does not exist")
+        raise ConfigError(f"sweep directory {root} does not exist")
     manifest: dict[str, list[str]] = {}
     if (root / MANIFEST).is_file():
         manifest = {str(p["dir"]): list(p["overrides"]) for p in json.loads((root / MANIFEST).read_text())["points"]}
     dirs = _point_dirs(root, manifest) or ([root] if (root / SUMMARY).is_file() else [])
     if not dirs:
-        raise ValueError(f"{root} holds no sweep points (no */{SUMMARY}, */.hydra, or {MANIFEST})")
+        raise ConfigError(f"{root} holds no sweep points (no */{SUMMARY}, */.hydra, or {MANIFEST})")
     rows = []
     for d in dirs:
         summary = d / SUMMARY

@@ -20,6 +20,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from r1mega.config.errors import ConfigError
+
 PLAN_PREFIX = "plan."
 
 
@@ -54,18 +56,18 @@ def expand(overrides: list[str], multirun: bool) -> list[Point]:
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
-        raise ValueError(f"cannot parse overrides: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"cannot parse overrides: {str(err).splitlines()[0]}") from None
     options: list[list[tuple[str, str | None]]] = []
     for o in parsed:
         if not o.is_sweep_override():
             options.append([(o.input_line, None)])
             continue
         if not multirun:
-            raise ValueError(f"override {o.input_line!r} sweeps several values; add -m/--multirun")
+            raise ConfigError(f"override {o.input_line!r} sweeps several values; add -m/--multirun")
         try:
             values = list(o.sweep_string_iterator())
         except Exception as err:  # glob() needs a config loader Hydra does not give us
-            raise ValueError(f"cannot expand sweep {o.input_line!r}: {err}") from None
+            raise ConfigError(f"cannot expand sweep {o.input_line!r}: {err}") from None
         key = o.get_key_element()
         options.append([(f"{key}={v}", v) for v in values])
     points = []

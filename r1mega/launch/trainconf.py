@@ -20,6 +20,7 @@ from typing import Any
 
 from r1mega.config.compose import compose as compose_config
 from r1mega.config.compose import hydra_session
+from r1mega.config.errors import ConfigError
 from r1mega.config.overrides import split
 
 
@@ -30,7 +31,7 @@ def compose(overrides: list[str]):
         with hydra_session():
             return compose_config(task)
     except Exception as err:  # Hydra raises several exception types, all meaning "bad override"
-        raise ValueError(f"r1mega-train configuration: {_message(err)}") from None
+        raise ConfigError(f"r1mega-train configuration: {_message(err)}") from None
 
 
 def _message(err: BaseException) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from r1mega.config.errors import ConfigError
+
 FAMILIES = ("deepseek_v3", "qwen2", "llama")
 SPECS = ("auto", "local", "te")
 
@@ -134,49 +136,49 @@ class ModelConfig:
     def validate(self, prefix: str = "model") -> None:
         """Raise ValueError naming the offending key; called once after all overrides."""
         if self.family not in FAMILIES:
-            raise ValueError(f"{prefix}.family={self.family!r} is not one of {FAMILIES}")
+            raise ConfigError(f"{prefix}.family={self.family!r} is not one of {FAMILIES}")
         if self.spec not in SPECS:
-            raise ValueError(f"{prefix}.spec={self.spec!r} is not one of {SPECS}")
+            raise ConfigError(f"{prefix}.spec={self.spec!r} is not one of {SPECS}")
         for key in ("num_layers", "hidden_size", "ffn_hidden_size", "num_attention_heads", "vocab_size"):
             if getattr(self, key) <= 0:
-                raise ValueError(f"{prefix}.{key} must be positive, got {getattr(self, key)}")
+                raise ConfigError(f"{prefix}.{key} must be positive, got {getattr(self, key)}")
         if not self.multi_latent_attention and self.kv_channels is None:
             if self.hidden_size % self.num_attention_heads:
-                raise ValueError(
+                raise ConfigError(
                     f"{prefix}.hidden_size={self.hidden_size} is not divisible by "
                     f"{prefix}.num_attention_heads={self.num_attention_heads}; set {prefix}.kv_channels"
                 )
         if self.num_attention_heads % self.kv_heads:
-            raise ValueError(
+            raise ConfigError(
                 f"{prefix}.num_attention_heads={self.num_attention_heads} is not divisible by "
                 f"{prefix}.num_query_groups={self.num_query_groups}"
             )
         if self.rope_type not in ("rope", "llama3", "yarn"):
-            raise ValueError(f"{prefix}.rope_type={self.rope_type!r} is not one of rope, llama3, yarn")
+            raise ConfigError(f"{prefix}.rope_type={self.rope_type!r} is not one of rope, llama3, yarn")
         if self.is_moe:
             self._validate_moe(prefix)
         if self.mtp_num_layers < 0:
-            raise ValueError(f"{prefix}.mtp_num_layers={self.mtp_num_layers} must be >= 0")
+            raise ConfigError(f"{prefix}.mtp_num_layers={self.mtp_num_layers} must be >= 0")
         if self.mtp_loss_scaling_factor < 0:
-            raise ValueError(f"{prefix}.mtp_loss_scaling_factor={self.mtp_loss_scaling_factor} must be >= 0")
+            raise ConfigError(f"{prefix}.mtp_loss_scaling_factor={self.mtp_loss_scaling_factor} must be >= 0")
         if not 0 <= self.first_k_dense_layers <= self.num_layers:
-            raise ValueError(f"{prefix}.first_k_dense_layers={self.first_k_dense_layers} is outside [0, num_layers]")
+            raise ConfigError(f"{prefix}.first_k_dense_layers={self.first_k_dense_layers} is outside [0, num_layers]")
 
     def _validate_moe(self, prefix: str) -> None:
         if self.moe_ffn_hidden_size is None:
-            raise ValueError(f"{prefix}.moe_ffn_hidden_size must be set when {prefix}.num_experts is set")
+            raise ConfigError(f"{prefix}.moe_ffn_hidden_size must be set when {prefix}.num_experts is set")
         if not 1 <= self.moe_router_topk <= self.num_experts:
-            raise ValueError(f"{prefix}.moe_router_topk={self.moe_router_topk} must be in [1, num_experts={self.num_experts}]")
+            raise ConfigError(f"{prefix}.moe_router_topk={self.moe_router_topk} must be in [1, num_experts={self.num_experts}]")
         if self.moe_router_score_function not in ("softmax", "sigmoid"):
-            raise ValueError(f"{prefix}.moe_router_score_function={self.moe_router_score_function!r} is not softmax or sigmoid")
+            raise ConfigError(f"{prefix}.moe_router_score_function={self.moe_router_score_function!r} is not softmax or sigmoid")
         if self.moe_router_num_groups:
             if self.num_experts % self.moe_router_num_groups:
-                raise ValueError(
+                raise ConfigError(
                     f"{prefix}.num_experts={self.num_experts} is not divisible by "
                     f"{prefix}.moe_router_num_groups={self.moe_router_num_groups}"
                 )
             if not self.moe_router_group_topk or self.moe_router_group_topk > self.moe_router_num_groups:
-                raise ValueError(f"{prefix}.moe_router_group_topk must be in [1, moe_router_num_groups]")
+                raise ConfigError(f"{prefix}.moe_router_group_topk must be in [1, moe_router_num_groups]")
 
     def moe_layer_pattern(self) -> list[int]:
         """Megatron's ``moe_layer_freq`` list: 0 for a dense layer, 1 for a MoE layer."""

@@ -7,6 +7,8 @@ from typing import Optional
 
 import torch
 
+from r1mega.config.errors import ConfigError
+
 FP8_FORMATS = ("e4m3", "hybrid")
 FP8_RECIPES = ("delayed", "tensorwise", "blockwise")
 
@@ -27,15 +29,15 @@ class PrecisionConfig:
 
     def validate(self, prefix: str = "trainer.precision") -> None:
         if self.dtype not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"{prefix}.dtype={self.dtype!r} is not one of auto, fp32, bf16")
+            raise ConfigError(f"{prefix}.dtype={self.dtype!r} is not one of auto, fp32, bf16")
         if self.fp8 is not None and self.fp8 not in FP8_FORMATS:
-            raise ValueError(f"{prefix}.fp8={self.fp8!r} is not one of null, {', '.join(FP8_FORMATS)}")
+            raise ConfigError(f"{prefix}.fp8={self.fp8!r} is not one of null, {', '.join(FP8_FORMATS)}")
         if self.fp8_recipe not in FP8_RECIPES:
-            raise ValueError(f"{prefix}.fp8_recipe={self.fp8_recipe!r} is not one of {FP8_RECIPES}")
+            raise ConfigError(f"{prefix}.fp8_recipe={self.fp8_recipe!r} is not one of {FP8_RECIPES}")
         if self.fp8 is not None and not torch.cuda.is_available():
-            raise ValueError(f"{prefix}.fp8={self.fp8!r} needs a CUDA GPU with Transformer Engine")
+            raise ConfigError(f"{prefix}.fp8={self.fp8!r} needs a CUDA GPU with Transformer Engine")
         if self.fp8_param and self.fp8 is None:
-            raise ValueError(f"{prefix}.fp8_param=true needs {prefix}.fp8 to be set")
+            raise ConfigError(f"{prefix}.fp8_param=true needs {prefix}.fp8 to be set")
 
     def torch_dtype(self) -> torch.dtype:
         if self.dtype == "auto":

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from r1mega.config.errors import ConfigError
 from r1mega.models.config import ModelConfig
 from r1mega.parallel.config import ParallelConfig
 
@@ -58,26 +59,26 @@ class ParallelDims:
         """Check every constraint and return resolved sizes; ValueError names the keys."""
         for key in ("tp", "pp", "ep", "etp", "cp"):
             if getattr(cfg, key) < 1:
-                raise ValueError(f"parallel.{key} must be >= 1, got {getattr(cfg, key)}")
+                raise ConfigError(f"parallel.{key} must be >= 1, got {getattr(cfg, key)}")
         sp = cfg.tp > 1 if cfg.sequence_parallel is None else (cfg.sequence_parallel and cfg.tp > 1)
         if cfg.vpp is not None and (cfg.vpp < 1 or cfg.pp == 1):
-            raise ValueError(f"parallel.vpp={cfg.vpp} needs parallel.pp > 1 and vpp >= 1")
+            raise ConfigError(f"parallel.vpp={cfg.vpp} needs parallel.pp > 1 and vpp >= 1")
         if model is not None:  # what the model allows does not depend on the world size
             _check_model(cfg, sp, model)
         model_par = cfg.tp * cfg.pp * cfg.cp
         if world_size % model_par:
-            raise ValueError(
+            raise ConfigError(
                 f"world size {world_size} is not divisible by parallel.tp*pp*cp = "
                 f"{cfg.tp}*{cfg.pp}*{cfg.cp} = {model_par}"
             )
         dp = world_size // model_par if cfg.dp == -1 else cfg.dp
         if dp * model_par != world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"parallel.tp*pp*cp*dp = {cfg.tp}*{cfg.pp}*{cfg.cp}*{dp} = {dp * model_par} "
                 f"does not equal the world size {world_size}"
             )
         if (cfg.tp * cfg.cp * dp) % (cfg.ep * cfg.etp):
-            raise ValueError(
+            raise ConfigError(
                 f"parallel.ep*etp = {cfg.ep}*{cfg.etp} must divide parallel.tp*cp*dp = "
                 f"{cfg.tp}*{cfg.cp}*{dp} (experts are laid out over the same ranks)"
             )
@@ -88,9 +89,9 @@ class ParallelDims:
 
     def _check_batch(self, gbs: int, mbs: int) -> None:
         if mbs < 1 or gbs < 1:
-            raise ValueError(f"trainer.global_batch_size={gbs} and trainer.micro_batch_size={mbs} must be >= 1")
+            raise ConfigError(f"trainer.global_batch_size={gbs} and trainer.micro_batch_size={mbs} must be >= 1")
         if gbs % (mbs * self.dp):
-            raise ValueError(
+            raise ConfigError(
                 f"trainer.global_batch_size={gbs} is not divisible by trainer.micro_batch_size*dp = "
                 f"{mbs}*{self.dp} = {mbs * self.dp}"
             )
@@ -123,7 +124,7 @@ class ParallelDims:
                 world_size=int(os.environ.get("WORLD_SIZE", 1)),
             )
         if dist.get_world_size() != self.world_size:
-            raise ValueError(f"launched with {dist.get_world_size()} processes, layout expects {self.world_size}")
+            raise ConfigError(f"launched with {dist.get_world_size()} processes, layout expects {self.world_size}")
         if parallel_state.model_parallel_is_initialized():
             parallel_state.destroy_model_parallel()
         parallel_state.initialize_model_parallel(
@@ -141,36 +142,36 @@ class ParallelDims:
 def _check_model(self: ParallelConfig, sequence_parallel: bool, m: ModelConfig) -> None:
     """Constraints between the layout and the architecture (ValueError names both keys)."""
     if m.num_attention_heads % self.tp:
-        raise ValueError(
+        raise ConfigError(
             f"parallel.tp={self.tp} does not divide model.num_attention_heads="
             f"{m.num_attention_heads}"
         )
     if not m.multi_latent_attention and m.kv_heads % self.tp:
-        raise ValueError(
+        raise ConfigError(
             f"parallel.tp={self.tp} does not divide the key/value heads "
             f"(model.num_query_groups={m.kv_heads})"
         )
     if m.ffn_hidden_size % self.tp:
-        raise ValueError(f"parallel.tp={self.tp} does not divide model.ffn_hidden_size={m.ffn_hidden_size}")
+        raise ConfigError(f"parallel.tp={self.tp} does not divide model.ffn_hidden_size={m.ffn_hidden_size}")
     stages = self.pp * (self.vpp or 1)
     if m.num_layers % stages:
-        raise ValueError(
+        raise ConfigError(
             f"model.num_layers={m.num_layers} cannot be split evenly into parallel.pp"
             f"{'*vpp' if self.vpp else ''}={stages} pipeline stages"
         )
     if m.is_moe:
         if m.num_experts % self.ep:
-            raise ValueError(f"parallel.ep={self.ep} does not divide model.num_experts={m.num_experts}")
+            raise ConfigError(f"parallel.ep={self.ep} does not divide model.num_experts={m.num_experts}")
         if m.moe_ffn_hidden_size % self.etp:
-            raise ValueError(
+            raise ConfigError(
                 f"parallel.etp={self.etp} does not divide model.moe_ffn_hidden_size={m.moe_ffn_hidden_size}"
             )
         if self.tp > 1 and not sequence_parallel:
-            raise ValueError("MoE with parallel.tp > 1 needs parallel.sequence_parallel=true")
+            raise ConfigError("MoE with parallel.tp > 1 needs parallel.sequence_parallel=true")
     elif self.ep > 1 or self.etp > 1:
-        raise ValueError(f"parallel.ep={self.ep}/etp={self.etp} > 1 needs a MoE model (model.num_experts)")
+        raise ConfigError(f"parallel.ep={self.ep}/etp={self.etp} > 1 needs a MoE model (model.num_experts)")
     if self.cp > 1 and m.spec == "local":
-        raise ValueError("parallel.cp > 1 needs the Transformer Engine spec (model.spec=te)")
+        raise ConfigError("parallel.cp > 1 needs the Transformer Engine spec (model.spec=te)")
 
 
 def _free_port() -> int:

@@ -21,7 +21,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from r1mega.config.errors import ConfigError
 
 KINDS = ("stage", "mix")
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -77,40 +80,43 @@ class PipelineConfig:
 
     def validate(self, prefix: str = "pipeline") -> None:
         if not self.steps:
-            raise ValueError(f"{prefix}.steps is empty for pipeline.name={self.name!r}")
+            raise ConfigError(f"{prefix}.steps is empty for pipeline.name={self.name!r}")
         seen: set = set()
         for i, s in enumerate(self.steps):
             where = f"{prefix}.steps[{i}]"
             if not NAME.match(s.name or "") or s.name == "pipeline":
-                raise ValueError(f"{where}.name={s.name!r} must be a plain directory name (not 'pipeline')")
+                raise ConfigError(f"{where}.name={s.name!r} must be a plain directory name (not 'pipeline')")
             if s.name in seen:
-                raise ValueError(f"{where}.name={s.name!r} is used twice")
+                raise ConfigError(f"{where}.name={s.name!r} is used twice")
             seen.add(s.name)
             if s.kind not in KINDS:
-                raise ValueError(f"{where}.kind={s.kind!r} is not one of {KINDS}")
+                raise ConfigError(f"{where}.kind={s.kind!r} is not one of {KINDS}")
             if s.kind == "stage" and not any(o.split("=", 1)[0].lstrip("+~") == "stage" for o in s.overrides):
-                raise ValueError(f"{where}.overrides must choose a stage (stage=...)")
+                raise ConfigError(f"{where}.overrides must choose a stage (stage=...)")
             if s.kind == "mix" and not s.inputs:
-                raise ValueError(f"{where}.inputs is empty (a mix step needs files to merge)")
+                raise ConfigError(f"{where}.inputs is empty (a mix step needs files to merge)")
             if s.nproc < 0 or s.min_records < 0:
-                raise ValueError(f"{where}.nproc and {where}.min_records must be >= 0")
+                raise ConfigError(f"{where}.nproc and {where}.min_records must be >= 0")
         for key in self.required:
             if self.vars.get(key) in (None, "", "null", []):
-                raise ValueError(f"{prefix}.vars.{key} must be set for pipeline={self.name} "
+                raise ConfigError(f"{prefix}.vars.{key} must be set for pipeline={self.name} "
                                  f"(r1mega-train pipeline={self.name} {prefix}.vars.{key}=...)")
         if self.nproc < 1:
-            raise ValueError(f"{prefix}.nproc must be >= 1, got {self.nproc}")
+            raise ConfigError(f"{prefix}.nproc must be >= 1, got {self.nproc}")
         if self.launcher not in ("exec", "fork"):
-            raise ValueError(f"{prefix}.launcher={self.launcher!r} is not one of exec, fork")
+            raise ConfigError(f"{prefix}.launcher={self.launcher!r} is not one of exec, fork")
         if self.launcher == "fork" and not hasattr(os, "fork"):
-            raise ValueError(f"{prefix}.launcher=fork needs a system with fork(); use launcher=exec")
+            raise ConfigError(f"{prefix}.launcher=fork needs a system with fork(); use launcher=exec")
         if not 0 <= self.extra_sft_ratio < 1:
-            raise ValueError(f"{prefix}.extra_sft_ratio={self.extra_sft_ratio} must be in [0, 1)")
+            raise ConfigError(f"{prefix}.extra_sft_ratio={self.extra_sft_ratio} must be in [0, 1)")
         if self.extra_sft_ratio > 0 and not self.extra_sft_files:
-            raise ValueError(f"{prefix}.extra_sft_ratio={self.extra_sft_ratio} but {prefix}.extra_sft_files is empty")
+            raise ConfigError(f"{prefix}.extra_sft_ratio={self.extra_sft_ratio} but {prefix}.extra_sft_files is empty")
+        for f in self.extra_sft_files if self.extra_sft_ratio > 0 else ():
+            if not Path(f).expanduser().is_file():
+                raise ConfigError(f"{prefix}.extra_sft_files: {f} does not exist")
         if self.stop_after is not None and self.stop_after not in seen:
-            raise ValueError(f"{prefix}.stop_after={self.stop_after!r} is not a step name")
+            raise ConfigError(f"{prefix}.stop_after={self.stop_after!r} is not a step name")
         for label, ref in self.report.items():
             step, sep, key = str(ref).partition(":")
             if not sep or step not in seen or not key:
-                raise ValueError(f"{prefix}.report.{label}={ref!r} must be 'STEP:SUMMARY_KEY' naming a step")
+                raise ConfigError(f"{prefix}.report.{label}={ref!r} must be 'STEP:SUMMARY_KEY' naming a step")

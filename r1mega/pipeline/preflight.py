@@ -4,8 +4,8 @@ A pipeline's steps are separate processes that compose their own configuration, 
 override would surface only when its step starts -- possibly many minutes in. Before running
 anything, the orchestrator composes each stage step exactly as its process will (same
 overrides, same ``conf/``) and runs the checks that process would run at start-up
-(``R1Config.validate`` at the step's process count, plus the stage's own configuration:
-curation, all-scenario routing, evaluation files). The first failure stops the pipeline with
+(``R1Config.validate`` at the step's process count, which checks the stage's own settings
+too: curation, all-scenario routing, evaluation files). The first failure stops the pipeline with
 one line naming the step and the key, e.g.::
 
     r1mega-train: error: pipeline step r1_zero: parallel.tp=3 does not divide model.num_attention_heads=4
@@ -18,25 +18,24 @@ exist yet.
 from __future__ import annotations
 
 from r1mega.config.compose import compose, hydra_session
+from r1mega.config.errors import ConfigError
 from r1mega.pipeline.config import PipelineConfig
 
 
 def check_step(args: list, nproc: int, name: str) -> None:
-    """ValueError naming ``name`` when the step with overrides ``args`` would not start."""
+    """ConfigError naming ``name`` when the step with overrides ``args`` would not start."""
+    from r1mega.config.renamed import check_overrides, explain
+
     try:
-        cfg = compose(args)
-        cfg.validate(nproc)
-        stage = cfg.stage.name
-        if stage in ("rejection_sampling", "distill_generate"):
-            cfg.curation.validate()
-        elif stage == "all_scenario_rl":
-            cfg.all_scenario.validate()
-        elif stage == "eval":
-            cfg.evaluation.validate()
-    except ValueError as e:
-        raise ValueError(f"pipeline step {name}: {e}") from None
+        check_overrides(args)
+        compose(args).validate(nproc)
+    except ConfigError as e:
+        raise ConfigError(f"pipeline step {name}: {e}") from None
     except Exception as e:  # Hydra composition errors (unknown key, missing group option, ...)
-        raise ValueError(f"pipeline step {name}: {type(e).__name__}: {e}") from None
+        renamed = explain(e)
+        if renamed is not None:
+            raise ConfigError(f"pipeline step {name}: {renamed}") from None
+        raise ConfigError(f"pipeline step {name}: {type(e).__name__}: {e}") from None
 
 
 def check_all(pcfg: PipelineConfig, plan: list) -> None:

@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from r1mega.config.errors import ConfigError
 from r1mega.pipeline import forked, preflight, report, state, steps
 from r1mega.pipeline.config import PipelineConfig, StepConfig
 from r1mega.pipeline.mixing import mix_sft
@@ -86,7 +87,7 @@ def run_pipeline(cfg, cli_overrides: list) -> dict:
     pcfg: PipelineConfig = cfg.pipeline
     pcfg.validate()
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        raise ValueError(f"run pipeline={pcfg.name} as one process; pipeline.nproc sets the processes of each step")
+        raise ConfigError(f"run pipeline={pcfg.name} as one process; pipeline.nproc sets the processes of each step")
     pipeline_dir = Path(cfg.run_dir).resolve()
     pipeline_dir.mkdir(parents=True, exist_ok=True)
     cli = steps.forwarded(cli_overrides)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from r1mega.config.errors import ConfigError
 from r1mega.config.overrides import override_key
 
 
@@ -24,10 +25,10 @@ def _chosen(overrides: Iterable[str], group: str) -> bool:
 
 
 def runs_pipeline(pipeline_name: Optional[str], overrides: Iterable[str]) -> bool:
-    """True when the command runs pipeline ``pipeline_name``; ValueError when it names both."""
+    """True when the command runs pipeline ``pipeline_name``; ConfigError when it names both."""
     overrides = list(overrides or ())
     if _chosen(overrides, "pipeline") and _chosen(overrides, "stage") and pipeline_name:
-        raise ValueError("choose either pipeline=... or stage=... (pipeline=none runs a single stage)")
+        raise ConfigError("choose either pipeline=... or stage=... (pipeline=none runs a single stage)")
     return bool(pipeline_name) and not _chosen(overrides, "stage")
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from r1mega.config.errors import ConfigError
 from r1mega.training.ckpt_layout import atomic_write_text
 
 DONE = "DONE.json"
@@ -31,13 +32,13 @@ def read_done(step_dir: Path) -> Optional[dict]:
 
 
 def check_unchanged(step: str, done: dict, fingerprint: list) -> None:
-    """ValueError when a finished step was produced with other overrides than now."""
+    """ConfigError when a finished step was produced with other overrides than now."""
     old = done.get("fingerprint")
     if old == fingerprint:
         return
     added = [o for o in fingerprint if o not in (old or [])]
     removed = [o for o in (old or []) if o not in fingerprint]
-    raise ValueError(
+    raise ConfigError(
         f"pipeline step {step!r} finished earlier with other settings (now also {added}, no longer {removed}); "
         "run in a new directory (hydra.run.dir=...) or delete the step's directory to redo it"
     )

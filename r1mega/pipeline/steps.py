@@ -17,6 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
+from r1mega.config.errors import ConfigError
 from r1mega.pipeline.config import PipelineConfig, StepConfig
 from r1mega.config.overrides import override_key
 
@@ -31,7 +32,7 @@ def substitute(text: str, pipeline_dir: Path, names: set) -> str:
         if name == "pipeline":
             return str(pipeline_dir)
         if name not in names:
-            raise ValueError(f"pipeline: unknown reference @{{{name}}} in {text!r} (steps: {sorted(names)})")
+            raise ConfigError(f"pipeline: unknown reference @{{{name}}} in {text!r} (steps: {sorted(names)})")
         return str(pipeline_dir / name)
 
     return REF.sub(repl, text)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from r1mega.config.errors import ConfigError
 from r1mega.parallel.config import ParallelConfig
 from r1mega.plan.gpus import GPUS
 
@@ -112,9 +113,9 @@ class PlanConfig:
         """Raise ValueError naming the first bad key; return self."""
         for key in ("nodes", "gpus_per_node", "micro_batch_size", "seq_length"):
             if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.gpu not in GPUS:
-            raise ValueError(f"gpu={self.gpu!r} is not one of {sorted(GPUS)}")
+            raise ConfigError(f"gpu={self.gpu!r} is not one of {sorted(GPUS)}")
         _choice("dtype", self.dtype, DTYPES)
         _choice("grad_dtype", self.grad_dtype, STATE_DTYPES)
         _choice("optimizer_state_dtype", self.optimizer_state_dtype, STATE_DTYPES)
@@ -123,17 +124,17 @@ class PlanConfig:
         _choice("spec", self.spec, ("te", "local"))
         bad = sorted(set(self.recompute_modules) - set(RECOMPUTE_MODULES))
         if bad:
-            raise ValueError(f"recompute_modules has unknown module(s) {bad}; choices: {list(RECOMPUTE_MODULES)}")
+            raise ConfigError(f"recompute_modules has unknown module(s) {bad}; choices: {list(RECOMPUTE_MODULES)}")
         if self.fp8_param and not self.fp8:
-            raise ValueError("fp8_param=true needs fp8=true")
+            raise ConfigError("fp8_param=true needs fp8=true")
         if self.fp8 and self.dtype != "bf16":
-            raise ValueError("fp8=true needs dtype=bf16")
+            raise ConfigError("fp8=true needs dtype=bf16")
         if not 0.0 <= self.rollout_gpu_memory_utilization < 1.0:
-            raise ValueError(f"rollout_gpu_memory_utilization must be in [0, 1), got {self.rollout_gpu_memory_utilization}")
+            raise ConfigError(f"rollout_gpu_memory_utilization must be in [0, 1), got {self.rollout_gpu_memory_utilization}")
         if self.moe_imbalance < 1.0:
-            raise ValueError(f"moe_imbalance must be >= 1, got {self.moe_imbalance}")
+            raise ConfigError(f"moe_imbalance must be >= 1, got {self.moe_imbalance}")
         if self.global_batch_size is not None and self.global_batch_size < 1:
-            raise ValueError(f"global_batch_size must be >= 1, got {self.global_batch_size}")
+            raise ConfigError(f"global_batch_size must be >= 1, got {self.global_batch_size}")
         return self
 
     @property
@@ -143,7 +144,7 @@ class PlanConfig:
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{key}={value!r} is not one of {list(choices)}")
+        raise ConfigError(f"{key}={value!r} is not one of {list(choices)}")
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from r1mega.config.errors import ConfigError
 from r1mega.models.config import ModelConfig
 from r1mega.parallel.dims import ParallelDims
 from r1mega.plan.config import PlanConfig
@@ -54,21 +55,21 @@ def stage_layer_counts(plan: PlanConfig, model: ModelConfig) -> list[int]:
     if first is None and last is None:
         return [L // pp] * pp  # evenness is ParallelDims' check
     if pp < 2:
-        raise ValueError("first_stage_layers/last_stage_layers need parallel.pp >= 2")
+        raise ConfigError("first_stage_layers/last_stage_layers need parallel.pp >= 2")
     ends = [n for n in (first, last) if n is not None]
     if any(n < 0 for n in ends):
-        raise ValueError(f"first_stage_layers/last_stage_layers must be >= 0, got {ends}")
+        raise ConfigError(f"first_stage_layers/last_stage_layers must be >= 0, got {ends}")
     middle_stages = pp - len(ends)
     rest = L - sum(ends)
     if middle_stages == 0:
         if rest != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"first_stage_layers + last_stage_layers = {sum(ends)} must equal "
                 f"model.num_layers={L} when parallel.pp=2"
             )
         return [first, last]
     if rest < 0 or rest % (middle_stages * vpp):
-        raise ValueError(
+        raise ConfigError(
             f"model.num_layers={L} minus first_stage_layers/last_stage_layers ({sum(ends)}) = {rest} "
             f"does not split evenly over the other {middle_stages} pipeline stages"
             f"{f' x parallel.vpp={vpp}' if vpp > 1 else ''}"

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from r1mega.config.errors import ConfigError
 from r1mega.config.overrides import split
 from r1mega.models.config import ModelConfig
 from r1mega.plan.config import PlanConfig
@@ -64,7 +65,7 @@ def _collect(overrides: list[str], strict: bool) -> tuple[dict[str, Any], dict[s
         elif key.split(".")[0] in PlanConfig.__dataclass_fields__:
             plan[key] = raw
         elif strict:
-            raise ValueError(f"unknown planner key {key!r} (see r1mega-plan --help)")
+            raise ConfigError(f"unknown planner key {key!r} (see r1mega-plan --help)")
     return plan, model, choice
 
 
@@ -79,7 +80,7 @@ def plan_config(overrides: list[str], base: dict[str, Any] | None = None, strict
         plan: PlanConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
-        raise ValueError(f"{key}: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from None
     if choice is not None:
         plan.model = choice
     return plan, model_values, choice

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from r1mega.config.errors import ConfigError
 from r1mega.config.paths import conf_dir
 from r1mega.models.config import ModelConfig
 
@@ -25,14 +26,14 @@ def group_file(group: str, choice: str) -> Path:
         path = conf_dir() / group / f"{choice}.yaml"
     if not path.is_file():
         options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
-        raise ValueError(f"{group}={choice!r}: no such file {path} (choices: {', '.join(options)})")
+        raise ConfigError(f"{group}={choice!r}: no such file {path} (choices: {', '.join(options)})")
     return path
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(f"{path} must hold a mapping of keys, got {type(data).__name__}")
     return data
 
 
@@ -43,7 +44,7 @@ def load_model(choice: str, overrides: Mapping[str, Any] | None = None) -> Model
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown model key(s): {', '.join('model.' + k for k in unknown)}")
+        raise ConfigError(f"unknown model key(s): {', '.join('model.' + k for k in unknown)}")
     model = ModelConfig(**values)
     model.validate()
     return model

@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from r1mega.config.errors import ConfigError
 from r1mega.rewards.core.dictconf import coerce_fields, from_dict
 
 _START_METHODS = ("forkserver", "fork", "spawn")
@@ -51,7 +52,7 @@ class ComponentConfig:
 
         registry.build_options(self.name, self.options, "options")
         if not math.isfinite(self.weight):
-            raise ValueError(f"weight must be finite; got {self.weight}")
+            raise ConfigError(f"weight must be finite; got {self.weight}")
 
     @property
     def result_key(self) -> str:
@@ -72,11 +73,11 @@ class SourceRewardConfig:
             for i, c in enumerate(self.components)
         ]
         if not self.components:
-            raise ValueError("components must not be empty")
+            raise ConfigError("components must not be empty")
         keys = [c.result_key for c in self.components]
         duplicates = sorted({k for k in keys if keys.count(k) > 1})
         if duplicates:
-            raise ValueError(f"components: duplicate key {duplicates[0]!r} (set 'key' to tell them apart)")
+            raise ConfigError(f"components: duplicate key {duplicates[0]!r} (set 'key' to tell them apart)")
 
 
 def _component(name: str, weight: float = 1.0, **options: Any) -> ComponentConfig:
@@ -116,15 +117,15 @@ class RewardConfig:
     def __post_init__(self) -> None:
         coerce_fields(self, "config")
         if not self.sources:
-            raise ValueError("config.sources must name at least one data source")
+            raise ConfigError("config.sources must name at least one data source")
         if self.num_workers is not None and self.num_workers < 0:
-            raise ValueError(f"config.num_workers must be >= 0 or None; got {self.num_workers}")
+            raise ConfigError(f"config.num_workers must be >= 0 or None; got {self.num_workers}")
         if self.start_method not in _START_METHODS:
-            raise ValueError(f"config.start_method must be one of {', '.join(_START_METHODS)}; got {self.start_method!r}")
+            raise ConfigError(f"config.start_method must be one of {', '.join(_START_METHODS)}; got {self.start_method!r}")
         if self.worker_memory_mb is not None and self.worker_memory_mb <= 0:
-            raise ValueError(f"config.worker_memory_mb must be > 0 or None; got {self.worker_memory_mb}")
+            raise ConfigError(f"config.worker_memory_mb must be > 0 or None; got {self.worker_memory_mb}")
         if self.cache_size < 0:
-            raise ValueError(f"config.cache_size must be >= 0; got {self.cache_size}")
+            raise ConfigError(f"config.cache_size must be >= 0; got {self.cache_size}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "RewardConfig":

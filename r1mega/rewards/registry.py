@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from r1mega.config.errors import ConfigError
 from r1mega.rewards.code.accuracy import CodeAccuracy
 from r1mega.rewards.core.component import Component
 from r1mega.rewards.core.dictconf import from_dict
@@ -41,7 +42,7 @@ def names() -> list[str]:
 def component_class(name: str, path: str = "name") -> type[Component]:
     """The class registered as ``name``; ValueError listing the known names otherwise."""
     if name not in _REGISTRY:
-        raise ValueError(f"{path}: unknown reward component {name!r} (known: {', '.join(names())})")
+        raise ConfigError(f"{path}: unknown reward component {name!r} (known: {', '.join(names())})")
     return _REGISTRY[name]
 
 

@@ -9,7 +9,7 @@ symmetric clipping at 0.2, k3 KL to the reference in the loss with β = 0.001, s
 group advantages, token-mean aggregation, one update per rollout batch, no DAPO extras. The
 DAPO / Dr.GRPO / mismatch-correction variants are switched on field by field.
 
-``validate()`` raises :class:`ValueError` naming the offending key as ``rl.<field>`` so a Hydra
+``validate()`` raises :class:`~r1mega.config.errors.ConfigError` (a ValueError) naming the offending key as ``rl.<field>`` so a Hydra
 user sees exactly which override is wrong.
 """
 
@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
+
+from r1mega.config.errors import ConfigError
 
 ADV_ESTIMATORS = ("grpo", "grpo_no_std", "rloo")
 KL_ESTIMATORS = ("k1", "k2", "k3")
@@ -120,6 +122,14 @@ class GRPOConfig:
     """Optimiser steps per pass: the rollout batch is split into this many mini-batches.
     1 epoch x 1 mini-batch is strictly on-policy (ratio exactly 1)."""
 
+    record_dir: Optional[str] = None
+    """Write every step's rollout batch (prompts, responses, rollout log-probs, raw rewards)
+    to DIR/step_NNNNNN.json (see r1mega.rl.replay)."""
+
+    replay_dir: Optional[str] = None
+    """Read each step's rollout batch from DIR (written by record_dir) instead of generating
+    and scoring; runs at different layouts then train on identical data."""
+
     @property
     def needs_reference(self) -> bool:
         """Whether a reference-policy forward pass is needed (β > 0, in loss or in reward)."""
@@ -148,13 +158,13 @@ class GRPOConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown GRPO option(s): {', '.join('rl.' + k for k in unknown)}")
+            raise ConfigError(f"unknown GRPO option(s): {', '.join('rl.' + k for k in unknown)}")
         cfg = cls(**dict(values))
         cfg.validate()
         return cfg
 
     def validate(self) -> "GRPOConfig":
-        """Raise ValueError naming the first invalid field; return self when all are valid."""
+        """Raise ConfigError naming the first invalid field; return self when all are valid."""
         _check(isinstance(self.group_size, int) and self.group_size >= 2, "group_size",
                f"must be an int >= 2 (group-relative advantages need a group), got {self.group_size!r}")
         _check_choice(self.adv_estimator, ADV_ESTIMATORS, "adv_estimator")
@@ -185,12 +195,14 @@ class GRPOConfig:
                f"must be an int >= 1, got {self.ppo_epochs!r}")
         _check(isinstance(self.num_minibatches, int) and self.num_minibatches >= 1,
                "num_minibatches", f"must be an int >= 1, got {self.num_minibatches!r}")
+        if self.record_dir and self.replay_dir:
+            raise ConfigError("rl.record_dir and rl.replay_dir are exclusive (got both)")
         return self
 
 
 def _check(ok: bool, field: str, message: str) -> None:
     if not ok:
-        raise ValueError(f"rl.{field} {message}")
+        raise ConfigError(f"rl.{field} {message}")
 
 
 def _check_choice(value: str, choices: tuple, field: str) -> None:

@@ -5,8 +5,8 @@ Why. Sampling is a discontinuous function of the logits: two layouts that comput
 logits up to rounding (bf16 GEMMs reduce in a different order at TP=2 than at TP=1) draw
 different tokens as soon as one sampled token sits near a CDF boundary, and from there the
 rollouts, rewards and losses of the two runs have nothing in common. Comparing layouts is only
-meaningful on identical rollouts. ``rollout.record_dir=DIR`` writes every step's rollout batch;
-``rollout.replay_dir=DIR`` reads it back instead of generating and scoring, so every layout
+meaningful on identical rollouts. ``rl.record_dir=DIR`` writes every step's rollout batch;
+``rl.replay_dir=DIR`` reads it back instead of generating and scoring, so every layout
 sees the same prompts, responses, rollout log-probs and rewards, and any difference left in
 the losses comes from the training computation alone.
 
@@ -103,8 +103,8 @@ def replay_step(directory: str | Path, step: int, sample_ids: list[int], prompts
     this rank's encoded prompts (its ``rank_slice``); both must match the recording."""
     path = step_file(directory, step)
     if not path.is_file():
-        raise ValueError(f"rollout.replay_dir={str(directory)!r} has no {path.name} for RL step {step} "
-                         f"(record with rollout.record_dir and at least as many trainer.max_steps)")
+        raise ValueError(f"rl.replay_dir={str(directory)!r} has no {path.name} for RL step {step} "
+                         f"(record with rl.record_dir and at least as many trainer.max_steps)")
     try:
         rec = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:

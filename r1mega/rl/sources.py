@@ -140,8 +140,8 @@ def build_source(cfg, records: list[dict], tokenizer, engine, rewarder, dims):
                   dp_rank=ps.get_data_parallel_rank(), dp=dims.dp, dp_group=ps.get_data_parallel_group(),
                   pad_multiple=dims.pad_multiple(on_gpu()),
                   balance=cfg.trainer.max_tokens_per_microbatch is not None)
-    if cfg.rollout.replay_dir:
-        source = ReplaySource(cfg.rollout.replay_dir, cfg.rollout.max_tokens, **common)
+    if rl.replay_dir:
+        source = ReplaySource(rl.replay_dir, cfg.rollout.max_tokens, **common)
     else:
         source = EngineSource(**common)
     if rl.dynamic_sampling:
@@ -150,6 +150,6 @@ def build_source(cfg, records: list[dict], tokenizer, engine, rewarder, dims):
         unit = unit_groups(rl.group_size, cfg.trainer.micro_batch_size, rl.num_minibatches, dims.dp)
         source = DynamicSamplingSource(source, rl.max_dynamic_sampling_rounds, rl.dynamic_sampling_exhausted, unit,
                                        ps.get_data_parallel_group())
-    if cfg.rollout.record_dir:
-        source = RecordingSource(source, cfg.rollout.record_dir, rl.group_size, ps.get_data_parallel_group())
+    if rl.record_dir:
+        source = RecordingSource(source, rl.record_dir, rl.group_size, ps.get_data_parallel_group())
     return source

@@ -8,7 +8,7 @@ Life of the engine (every trainer rank builds one; only leaders own a vLLM insta
    ``logprobs_mode="processed_logprobs"`` and, colocated, ``enable_sleep_mode``;
 2. :meth:`update_weights`: stream the trainer's weights in (:mod:`r1mega.bridge`);
 3. :meth:`generate`: wake vLLM if it sleeps, generate, and (colocated) put it back to sleep
-   at ``rollout.vllm_sleep_level`` so training gets the memory back. After a level-2 sleep the
+   at ``rollout.vllm.sleep_level`` so training gets the memory back. After a level-2 sleep the
    weights are gone: the next :meth:`generate` re-syncs them first (a collective, like every
    call here: all trainer ranks call ``generate`` and ``update_weights`` together).
 
@@ -30,6 +30,7 @@ from typing import Optional
 
 import torch
 
+from r1mega.config.errors import ConfigError
 from r1mega.rollout.base import Generation, SamplingParams
 
 EXTENSION = "r1mega.bridge.worker.WeightSyncExtension"
@@ -52,13 +53,13 @@ def _visible_devices(devices: list):
 def llm_kwargs(rollout, model_dir: Path, max_model_len: int, seed: int) -> dict:
     """Keyword arguments of ``vllm.LLM`` for a rollout config (also used by the benchmarks)."""
     kw = dict(model=str(model_dir), tokenizer=str(model_dir), dtype="bfloat16", load_format="dummy",
-              tensor_parallel_size=rollout.vllm_tp, gpu_memory_utilization=rollout.vllm_gpu_memory_utilization,
-              enforce_eager=rollout.vllm_enforce_eager, enable_sleep_mode=rollout.vllm_colocate,
-              max_model_len=max_model_len, max_num_seqs=rollout.vllm_max_num_seqs, seed=seed,
+              tensor_parallel_size=rollout.vllm.tp, gpu_memory_utilization=rollout.vllm.gpu_memory_utilization,
+              enforce_eager=rollout.vllm.enforce_eager, enable_sleep_mode=rollout.vllm.colocate,
+              max_model_len=max_model_len, max_num_seqs=rollout.vllm.max_num_seqs, seed=seed,
               worker_extension_cls=EXTENSION, logprobs_mode="processed_logprobs", generation_config="vllm",
               enable_prefix_caching=True)
-    if rollout.vllm_attention_backend:
-        kw["attention_config"] = {"backend": rollout.vllm_attention_backend}
+    if rollout.vllm.attention_backend:
+        kw["attention_config"] = {"backend": rollout.vllm.attention_backend}
     return kw
 
 
@@ -73,10 +74,10 @@ class VLLMEngine:
         import importlib.util
 
         if importlib.util.find_spec("vllm") is None:
-            raise ValueError("rollout.engine=vllm needs the vllm package (pip install 'r1mega[vllm]' on a GPU "
+            raise ConfigError("rollout.engine=vllm needs the vllm package (pip install 'r1mega[vllm]' on a GPU "
                              "machine, see docs/vllm.md); use rollout.engine=megatron otherwise")
         if not torch.cuda.is_available():
-            raise ValueError("rollout.engine=vllm needs a CUDA GPU; use rollout.engine=megatron on CPU")
+            raise ConfigError("rollout.engine=vllm needs a CUDA GPU; use rollout.engine=megatron on CPU")
         from r1mega.bridge.execute import WeightBridge
         from r1mega.bridge.transport import IPCTransport, NCCLTransport
         from r1mega.rollout.vllm_model_dir import write_model_dir
@@ -88,22 +89,22 @@ class VLLMEngine:
         self.vocab_limit = len(tokenizer)
         self.calls = 0
         self.seed = cfg.trainer.seed
-        self.colocate = r.vllm_colocate
-        self.placement = plan_placement(r.vllm_tp, r.vllm_colocate, list(r.vllm_gpus), torch.cuda.current_device(),
+        self.colocate = r.vllm.colocate
+        self.placement = plan_placement(r.vllm.tp, r.vllm.colocate, list(r.vllm.gpus), torch.cuda.current_device(),
                                         torch.cuda.device_count())
-        transport = (IPCTransport(self.placement.group, self.placement.is_leader) if r.vllm_colocate
-                     else NCCLTransport(self.placement.rank == 0, r.vllm_tp))
-        self.bridge = WeightBridge(self.chunks, cfg.model, transport, r.vllm_bucket_mb * 2**20, fp8=r.vllm_fp8,
+        transport = (IPCTransport(self.placement.group, self.placement.is_leader) if r.vllm.colocate
+                     else NCCLTransport(self.placement.rank == 0, r.vllm.tp))
+        self.bridge = WeightBridge(self.chunks, cfg.model, transport, r.vllm.bucket_mb * 2**20, fp8=r.vllm.fp8,
                                    dtype=torch.bfloat16)
-        self.max_model_len = r.vllm_max_model_len or min(
-            cfg.model.max_position_embeddings, cfg.data.seq_length + max(r.max_tokens, r.eval_max_tokens or 0))
+        self.max_model_len = r.vllm.max_model_len or min(
+            cfg.model.max_position_embeddings, cfg.data.seq_length + max(r.max_tokens, cfg.evaluation.max_tokens or 0))
         self.llm = None
         self.sleeping: set = set()  # vLLM memory tags released by sleep ("weights", "kv_cache")
         self.weights_valid = False  # vLLM holds the trainer's current weights
         self.last_sync = None
         if self.placement.is_leader:
-            model_dir = Path(r.vllm_model_dir or Path(cfg.run_dir) / "vllm_model") / f"rank{self.placement.rank}"
-            write_model_dir(model_dir, cfg.model, tokenizer, fp8=r.vllm_fp8)
+            model_dir = Path(r.vllm.model_dir or Path(cfg.run_dir) / "vllm_model") / f"rank{self.placement.rank}"
+            write_model_dir(model_dir, cfg.model, tokenizer, fp8=r.vllm.fp8)
             self.llm = self._start(model_dir)
 
     @classmethod
@@ -130,9 +131,9 @@ class VLLMEngine:
         if self.sleeping:  # half awake after a sync: finish waking, then sleep as a whole
             self._wake(set(self.sleeping))
         if self.llm is not None:
-            self.llm.sleep(level=self.rollout.vllm_sleep_level)
+            self.llm.sleep(level=self.rollout.vllm.sleep_level)
         self.sleeping = {"weights", "kv_cache"}
-        if self.rollout.vllm_sleep_level == 2:
+        if self.rollout.vllm.sleep_level == 2:
             self.weights_valid = False
 
     def wake_up(self) -> None:

@@ -1,12 +1,12 @@
 """Where vLLM instances live and how one rollout batch is shared among them.
 
-Colocated (``rollout.vllm_colocate=true``): trainer ranks are cut into *rollout groups* of
-``rollout.vllm_tp`` consecutive ranks on one host; the first rank of each group (its
+Colocated (``rollout.vllm.colocate=true``): trainer ranks are cut into *rollout groups* of
+``rollout.vllm.tp`` consecutive ranks on one host; the first rank of each group (its
 *leader*) owns one vLLM instance whose TP workers run on exactly the group's GPUs. vLLM's TP
-is therefore independent of the trainer's TP/PP/EP: only ``world % vllm_tp == 0`` is needed.
+is therefore independent of the trainer's TP/PP/EP: only ``world % rollout.vllm.tp == 0`` is needed.
 
-Separate (``vllm_colocate=false``): trainer rank 0 owns the only instance, on
-``rollout.vllm_gpus`` (by default the ``vllm_tp`` GPUs after the trainer's local ones).
+Separate (``rollout.vllm.colocate=false``): trainer rank 0 owns the only instance, on
+``rollout.vllm.gpus`` (by default the ``rollout.vllm.tp`` GPUs after the trainer's local ones).
 
 Sharing a batch (:func:`distribute`): ranks of one data-parallel replica hold the same
 prompts (TP/PP/CP peers), so prompts are de-duplicated by data-parallel rank, the unique
@@ -72,14 +72,14 @@ def plan_placement(tp: int, colocate: bool, vllm_gpus: list, local_device: int, 
 
 def _colocated(rank: int, world: int, tp: int, everyone: list) -> Placement:
     if world % tp:
-        raise ValueError(f"rollout.vllm_tp={tp} must divide the number of trainer ranks ({world}) "
-                         "when rollout.vllm_colocate=true")
+        raise ValueError(f"rollout.vllm.tp={tp} must divide the number of trainer ranks ({world}) "
+                         "when rollout.vllm.colocate=true")
     groups = [list(range(s, s + tp)) for s in range(0, world, tp)]
     for g in groups:
         hosts = {everyone[r][0] for r in g}
         if len(hosts) > 1:
-            raise ValueError(f"rollout.vllm_tp={tp}: trainer ranks {g} span hosts {sorted(hosts)}; a vLLM "
-                             "instance must sit on one host (use a vllm_tp that divides the GPUs per node)")
+            raise ValueError(f"rollout.vllm.tp={tp}: trainer ranks {g} span hosts {sorted(hosts)}; a vLLM "
+                             "instance must sit on one host (use a rollout.vllm.tp that divides the GPUs per node)")
     mine = groups[rank // tp]
     return Placement(rank, world, [g[0] for g in groups], mine, [everyone[r][1] for r in mine])
 
@@ -90,14 +90,14 @@ def _separate(rank: int, world: int, tp: int, everyone: list, vllm_gpus: list, n
         devices = [str(g) for g in vllm_gpus]
     else:
         if local_trainer + tp > num_devices:
-            raise ValueError(f"rollout.vllm_colocate=false needs {tp} free GPUs for vLLM after the trainer's "
+            raise ValueError(f"rollout.vllm.colocate=false needs {tp} free GPUs for vLLM after the trainer's "
                              f"{local_trainer} on this node, but only {num_devices} are visible; set "
-                             "rollout.vllm_gpus or use rollout.vllm_colocate=true")
+                             "rollout.vllm.gpus or use rollout.vllm.colocate=true")
         devices = [_physical_gpu(i) for i in range(local_trainer, local_trainer + tp)]
     trainer_gpus = {gpu for host, gpu in everyone if host == everyone[0][0]}
     if trainer_gpus & set(devices):
-        raise ValueError(f"rollout.vllm_gpus={devices} overlaps the trainer's GPUs {sorted(trainer_gpus)} "
-                         "with rollout.vllm_colocate=false")
+        raise ValueError(f"rollout.vllm.gpus={devices} overlaps the trainer's GPUs {sorted(trainer_gpus)} "
+                         "with rollout.vllm.colocate=false")
     return Placement(rank, world, [0], [0], devices if rank == 0 else [], None)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+from r1mega.config.errors import ConfigError
+
 _MODULES = {
     "sft": "r1mega.stages.sft",
     "r1_zero": "r1mega.stages.grpo",
@@ -17,5 +19,5 @@ _MODULES = {
 
 def get_stage(name: str):
     if name not in _MODULES:
-        raise ValueError(f"stage={name!r} is not implemented yet (available: {sorted(_MODULES)})")
+        raise ConfigError(f"stage={name!r} is not implemented yet (available: {sorted(_MODULES)})")
     return importlib.import_module(_MODULES[name]).run

@@ -65,7 +65,4 @@ def training_prompts(cfg: R1Config) -> list[dict]:
 
 
 def run(cfg: R1Config, dims: ParallelDims) -> dict:
-    cfg.all_scenario.validate()
-    if cfg.all_scenario.reward_model.path and not Path(cfg.all_scenario.reward_model.path).expanduser().is_dir():
-        raise ValueError(f"all_scenario.reward_model.path={cfg.all_scenario.reward_model.path!r} is not a directory")
     return grpo.run(cfg, dims, make_rewarder=make_router, train_records=training_prompts(cfg))

@@ -25,67 +25,12 @@ to the count of its reason, so a manifest accounts for all k x prompts samples.
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
-from r1mega.data.judge import JudgeConfig
-from r1mega.stages.filters import FilterConfig, reject_reason
-
-SPLITS = ("train", "test")
-
-
-@dataclass
-class CurationConfig:
-    """How a sampled SFT dataset is built (stage=rejection_sampling, stage=distill_generate)."""
-
-    samples_per_prompt: int = 4
-    """k: responses sampled per prompt (rollout.temperature/top_p/top_k/max_tokens apply)."""
-    keep_per_prompt: int = 0
-    """Keep at most this many responses per prompt after filtering; 0 = no cap."""
-    require_correct: bool = True
-    """Keep only verified-correct responses (rules or judge); False keeps any that pass the filters."""
-    split: str = "train"
-    """Which split of ``data`` supplies the prompts: train or test."""
-    max_prompts: int = 0
-    """Use only the first N prompts of the split; 0 = all of them."""
-    chunk_prompts: int = 32
-    """Prompts per chunk: the unit of work, of streaming to disk and of resumption."""
-    judge: Optional[str] = None
-    """For answers the rules cannot verify: 'generative' (the causal LM in judge_model compares
-    the response with the reference) or 'module:function' with judge(prompt, reference,
-    response) -> bool; None = such responses are rejected as unverifiable."""
-    judge_model: Optional[str] = None
-    """judge=generative: directory of a Hugging Face causal LM and its tokenizer."""
-    judge_options: JudgeConfig = field(default_factory=JudgeConfig)
-    """judge=generative: reply words, decision margin, answer length (r1mega.data.judge)."""
-    judge_sources: list = field(default_factory=list)
-    """data_source names always sent to the judge, even when a rule reward exists."""
-    output: str = "data.jsonl"
-    """File name of the dataset, written in the run directory."""
-    filters: FilterConfig = field(default_factory=FilterConfig)
-    """Readability filters (see r1mega.stages.filters)."""
-
-    def validate(self, prefix: str = "curation") -> None:
-        for key in ("samples_per_prompt", "chunk_prompts"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{prefix}.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("keep_per_prompt", "max_prompts"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{prefix}.{key} must be >= 0, got {getattr(self, key)}")
-        if self.split not in SPLITS:
-            raise ValueError(f"{prefix}.split={self.split!r} is not one of {SPLITS}")
-        if not self.output or "/" in self.output:
-            raise ValueError(f"{prefix}.output={self.output!r} must be a plain file name")
-        if self.judge == "generative":
-            if not self.judge_model or not (Path(self.judge_model).expanduser() / "config.json").is_file():
-                raise ValueError(f"{prefix}.judge=generative needs {prefix}.judge_model=DIR of a Hugging Face "
-                                 f"causal LM, got {self.judge_model!r}")
-        elif self.judge is not None:
-            load_judge(self.judge, f"{prefix}.judge")
-        self.filters.validate(f"{prefix}.filters")
+from r1mega.data.curation import CurationConfig, load_judge
+from r1mega.stages.filters import reject_reason
 
 
 def make_judge(cfg: CurationConfig):
@@ -97,20 +42,6 @@ def make_judge(cfg: CurationConfig):
 
         return GenerativeJudge(cfg.judge_model, cfg.judge_options)
     return load_judge(cfg.judge)
-
-
-def load_judge(spec: str, key: str = "curation.judge") -> Callable[[str, Optional[str], str], bool]:
-    """Import ``module:function``; ValueError naming ``key`` when it cannot be found."""
-    module, sep, name = spec.partition(":")
-    if not sep or not module or not name:
-        raise ValueError(f"{key}={spec!r} must look like 'package.module:function'")
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"{key}={spec!r} cannot be imported: {e}") from None
-    if not callable(fn):
-        raise ValueError(f"{key}={spec!r} is not callable")
-    return fn
 
 
 @dataclass

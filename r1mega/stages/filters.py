@@ -22,56 +22,19 @@ reproduced from a manifest's record alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
+from r1mega.data.curation import FilterConfig
 from r1mega.rewards.core.extract import split_reasoning
 from r1mega.rewards.text.format_reward import FormatOptions, check_format
 from r1mega.rewards.text.language import target_fraction
 from r1mega.rewards.text.penalties import repeated_ngram_fraction
 
-FORMAT_MODES = ("think", "answer_tag", "none")
 REASONS = ("truncated", "malformed", "overlong", "mixed_language", "repetitive")
 
 
-@dataclass
-class FilterConfig:
-    """Which sampled responses are good enough to train on (see the module docstring)."""
-
-    drop_truncated: bool = True
-    """Reject responses cut off by rollout.max_tokens."""
-    format_mode: str = "think"
-    """Required layout: 'think' (R1: <think>..</think> summary), 'answer_tag' (R1-Zero), 'none'."""
-    max_response_tokens: int = 0
-    """Reject responses with more tokens than this; 0 = no limit beyond rollout.max_tokens."""
-    language: str = "en"
-    """Target language of the reasoning (a code the language reward knows: en, zh, fr, ...)."""
-    min_language_fraction: float = 0.95
-    """Reject when fewer than this share of the reasoning's words are in ``language``; 0 = off."""
-    repeat_ngram: int = 4
-    """Word n-gram size of the repetition check."""
-    max_repeat_fraction: float = 0.5
-    """Reject when more than this fraction of word n-grams are repeats; 1 = off."""
-
-    def validate(self, prefix: str = "curation.filters") -> None:
-        if self.format_mode not in FORMAT_MODES:
-            raise ValueError(f"{prefix}.format_mode={self.format_mode!r} is not one of {FORMAT_MODES}")
-        if self.max_response_tokens < 0:
-            raise ValueError(f"{prefix}.max_response_tokens must be >= 0, got {self.max_response_tokens}")
-        if not 0 <= self.min_language_fraction <= 1:
-            raise ValueError(f"{prefix}.min_language_fraction={self.min_language_fraction} must be in [0, 1]")
-        if not 0 <= self.max_repeat_fraction <= 1:
-            raise ValueError(f"{prefix}.max_repeat_fraction={self.max_repeat_fraction} must be in [0, 1]")
-        if self.repeat_ngram < 1:
-            raise ValueError(f"{prefix}.repeat_ngram must be >= 1, got {self.repeat_ngram}")
-        try:
-            target_fraction("the reasoning", self.language)
-        except KeyError:
-            raise ValueError(f"{prefix}.language={self.language!r} is not a language the language reward knows") from None
-
-
 def is_malformed(text: str, mode: str) -> bool:
-    """True when ``text`` does not follow the layout ``mode`` (see FORMAT_MODES)."""
+    """True when ``text`` does not follow the layout ``mode`` (see r1mega.data.curation.FORMAT_MODES)."""
     if mode == "none":
         return False
     ok, _ = check_format(text, FormatOptions(mode=mode))

@@ -57,10 +57,10 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
     if meta is not None:
         source.load_state_dict(meta)
     engine.update_weights()
-    if cfg.rollout.record_dir and stage.start_step == 0:  # replays start from these weights (r1mega.rl.replay)
+    if cfg.rl.record_dir and stage.start_step == 0:  # replays start from these weights (r1mega.rl.replay)
         from r1mega.rl import replay
 
-        ckpt.save_model_weights(replay.init_dir(cfg.rollout.record_dir), tm)
+        ckpt.save_model_weights(replay.init_dir(cfg.rl.record_dir), tm)
     before = stage.evaluate("before", engine, rewarder, test) if stage.start_step == 0 else None
     for step in stage.steps():
         batch = source.next(step)

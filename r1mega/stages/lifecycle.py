@@ -59,6 +59,20 @@ def checkpoint_dir(cfg: R1Config) -> Path:
     return Path(cfg.trainer.checkpoint_dir or Path(cfg.run_dir) / "checkpoints")
 
 
+def held_out(cfg: R1Config, engine, tokenizer, rewarder, records: list[dict]) -> dict:
+    """pass@1 / cons@k / greedy on ``records`` with the ``evaluation`` sampling settings (the
+    same seed every time, so two evaluations of the same weights agree); with
+    ``evaluation.save_samples`` the result also holds ``samples``."""
+    from megatron.core import parallel_state as ps
+
+    from r1mega.eval.runner import evaluate
+
+    ev = cfg.evaluation
+    return evaluate(engine, tokenizer, records, cfg.data.template, rewarder, ev.k, ev.temperature, ev.top_p,
+                    ev.max_tokens or cfg.rollout.max_tokens, seed=cfg.trainer.seed + 17,
+                    dp_group=ps.get_data_parallel_group(), keep_samples=ev.save_samples)
+
+
 class StageRun:
     """One stage's run directory, tokenizer, metrics logger and checkpoints (see module doc)."""
 
@@ -114,16 +128,9 @@ class StageRun:
     def evaluate(self, tag: str, engine, rewarder, records: list[dict]) -> dict:
         """Held-out metrics (pass@1, cons@k, greedy) with the evaluation sampling settings;
         written to ``summary.json`` as ``eval_<tag>`` (and the samples, if kept)."""
-        from megatron.core import parallel_state as ps
+        from r1mega.eval.runner import write_samples
 
-        from r1mega.eval.runner import evaluate, write_samples
-
-        cfg = self.cfg
-        result = evaluate(engine, self.tokenizer, records, cfg.data.template, rewarder, cfg.rollout.eval_k,
-                          cfg.rollout.eval_temperature, cfg.rollout.eval_top_p,
-                          cfg.rollout.eval_max_tokens or cfg.rollout.max_tokens,
-                          seed=cfg.trainer.seed + 17, dp_group=ps.get_data_parallel_group(),
-                          keep_samples=cfg.evaluation.save_samples)
+        result = held_out(self.cfg, engine, self.tokenizer, rewarder, records)
         samples = result.pop("samples", None)
         if is_logging_rank():
             write_summary(self.dir, {f"eval_{tag}": result})

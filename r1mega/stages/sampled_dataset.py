@@ -27,13 +27,15 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from r1mega.config.errors import ConfigError
 from r1mega.config.schema import R1Config
 from r1mega.data.loaders import load_split
 from r1mega.data.templates import encode_prompts
 from r1mega.data.tokenizer import load_tokenizer
+from r1mega.parallel.comm import is_logging_rank
 from r1mega.parallel.dims import ParallelDims
 from r1mega.rollout.base import SamplingParams
-from r1mega.stages import common
+from r1mega.stages import lifecycle
 from r1mega.stages.curation import curate_prompt, make_judge, verify_many
 from r1mega.stages.shards import ShardWriter, check_plan, merge, read_progress
 from r1mega.training import checkpoint as ckpt
@@ -42,20 +44,18 @@ from r1mega.training.metrics import write_summary
 
 
 def require_vllm() -> None:
-    """ValueError with the fix when rollout.engine=vllm cannot work here."""
+    """ConfigError with the fix when rollout.engine=vllm cannot work here."""
     if importlib.util.find_spec("vllm") is None:
-        raise ValueError("rollout.engine=vllm needs the vllm package (pip install 'r1mega[vllm]' on a GPU "
+        raise ConfigError("rollout.engine=vllm needs the vllm package (pip install 'r1mega[vllm]' on a GPU "
                          "machine); use rollout.engine=megatron otherwise")
     if importlib.util.find_spec("r1mega.rollout.vllm_engine") is None:
-        raise ValueError("rollout.engine=vllm: this r1mega build has no r1mega.rollout.vllm_engine")
+        raise ConfigError("rollout.engine=vllm: this r1mega build has no r1mega.rollout.vllm_engine")
 
 
 def load_policy(cfg: R1Config, dims: ParallelDims, tokenizer):
     """(engine, checkpoint iteration dir) for the weights under trainer.init_from."""
     from r1mega.training.setup import build_chunks
 
-    if not cfg.trainer.init_from:
-        raise ValueError(f"trainer.init_from must name the checkpoint to sample from (stage={cfg.stage.name})")
     source = ckpt.policy_checkpoint(cfg.trainer.init_from)  # fails before any model is built
     chunks = build_chunks(cfg.model, dims, cfg.trainer.precision)
     ckpt.load_model_weights(source, chunks)
@@ -120,18 +120,16 @@ def generate_dataset(cfg: R1Config, dims: ParallelDims) -> dict:
 
     from r1mega.rewards import RewardManager
 
-    cfg.curation.validate()
-    cfg.rollout.validate()
     if cfg.rollout.engine == "vllm":
         require_vllm()
-    run_dir = common.start(cfg, dims)
+    run_dir = lifecycle.start(cfg, dims)
     tokenizer = load_tokenizer(cfg.data.tokenizer)
     prompts = load_prompts(cfg)
     engine, source = load_policy(cfg, dims, tokenizer)
     judge = make_judge(cfg.curation)
     shard_dir, size = run_dir / "shards", cfg.curation.chunk_prompts
     num_chunks = (len(prompts) + size - 1) // size
-    if common.is_logging_rank():
+    if is_logging_rank():
         check_plan(shard_dir, _plan(cfg, prompts, source))
     _barrier()
     dp, dp_rank = dims.dp, ps.get_data_parallel_rank()
@@ -152,7 +150,7 @@ def generate_dataset(cfg: R1Config, dims: ParallelDims) -> dict:
             _log(cfg, f"chunk {mine + 1}/{num_chunks}: kept {counts['kept']}/{counts['samples']}")
     _barrier()
     manifest = None
-    if common.is_logging_rank():
+    if is_logging_rank():
         totals = merge(shard_dir, num_chunks, run_dir / cfg.curation.output)
         manifest = _manifest(cfg, totals, source, run_dir, resumed=num_chunks - len(todo),
                              wall=time.perf_counter() - t0)
@@ -161,7 +159,7 @@ def generate_dataset(cfg: R1Config, dims: ParallelDims) -> dict:
     box = [manifest]
     if dist.get_world_size() > 1:
         dist.broadcast_object_list(box, src=0)
-    common.finish()
+    lifecycle.finish()
     _check_nonempty(cfg, box[0])
     return box[0]
 
@@ -174,7 +172,7 @@ def _check_nonempty(cfg: R1Config, manifest: dict) -> None:
 
 
 def _log(cfg: R1Config, text: str) -> None:
-    if common.is_logging_rank():
+    if is_logging_rank():
         print(f"[{cfg.stage.name}] {text}", flush=True)
 
 

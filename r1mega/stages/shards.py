@@ -23,6 +23,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from r1mega.config.errors import ConfigError
 from r1mega.training.ckpt_layout import atomic_write_text
 
 PLAN = "plan.json"
@@ -37,14 +38,14 @@ def _shard_path(directory: Path, rank: int) -> Path:
 
 
 def check_plan(directory: Path, plan: dict) -> None:
-    """Record ``plan`` on first use; ValueError when an existing one differs."""
+    """Record ``plan`` on first use; ConfigError when an existing one differs."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / PLAN
     if path.exists():
         old = json.loads(path.read_text())
         diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
         if diff:
-            raise ValueError(
+            raise ConfigError(
                 f"{directory} holds chunks of a different run ({', '.join(f'{k}: {old.get(k)!r} -> {plan.get(k)!r}' for k in diff)}); "
                 "use a new run directory (hydra.run.dir=...) or delete it"
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from r1mega.config.errors import ConfigError
 from r1mega.models.precision import PrecisionConfig
 
 
@@ -37,15 +38,15 @@ class OptimConfig:
 
     def validate(self, prefix: str = "optim") -> None:
         if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"{prefix}.optimizer={self.optimizer!r} is not one of adam, sgd")
+            raise ConfigError(f"{prefix}.optimizer={self.optimizer!r} is not one of adam, sgd")
         if self.lr <= 0:
-            raise ValueError(f"{prefix}.lr must be > 0, got {self.lr}")
+            raise ConfigError(f"{prefix}.lr must be > 0, got {self.lr}")
         if not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"{prefix}.min_lr={self.min_lr} must be in [0, optim.lr={self.lr}]")
+            raise ConfigError(f"{prefix}.min_lr={self.min_lr} must be in [0, optim.lr={self.lr}]")
         if self.decay_style not in ("cosine", "linear", "constant"):
-            raise ValueError(f"{prefix}.decay_style={self.decay_style!r} is not one of cosine, linear, constant")
+            raise ConfigError(f"{prefix}.decay_style={self.decay_style!r} is not one of cosine, linear, constant")
         if self.warmup_steps < 0 or self.clip_grad < 0:
-            raise ValueError(f"{prefix}.warmup_steps and {prefix}.clip_grad must be >= 0")
+            raise ConfigError(f"{prefix}.warmup_steps and {prefix}.clip_grad must be >= 0")
 
 
 @dataclass
@@ -91,17 +92,17 @@ class TrainerConfig:
 
     def validate(self, prefix: str = "trainer") -> None:
         if self.max_steps < 1:
-            raise ValueError(f"{prefix}.max_steps must be >= 1, got {self.max_steps}")
+            raise ConfigError(f"{prefix}.max_steps must be >= 1, got {self.max_steps}")
         for key in ("log_interval",):
             if getattr(self, key) < 1:
-                raise ValueError(f"{prefix}.{key} must be >= 1")
+                raise ConfigError(f"{prefix}.{key} must be >= 1")
         for key in ("save_interval", "eval_interval"):
             if getattr(self, key) < 0:
-                raise ValueError(f"{prefix}.{key} must be >= 0")
+                raise ConfigError(f"{prefix}.{key} must be >= 0")
         if self.keep_checkpoints < 1:
-            raise ValueError(f"{prefix}.keep_checkpoints must be >= 1")
+            raise ConfigError(f"{prefix}.keep_checkpoints must be >= 1")
         if self.max_tokens_per_microbatch is not None and self.max_tokens_per_microbatch < 1:
-            raise ValueError(f"{prefix}.max_tokens_per_microbatch must be >= 1 (or null), got "
+            raise ConfigError(f"{prefix}.max_tokens_per_microbatch must be >= 1 (or null), got "
                              f"{self.max_tokens_per_microbatch}")
         self.precision.validate(f"{prefix}.precision")
         from r1mega.training.sinks import check_loggers

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from r1mega.config.schema import R1Config
+from r1mega.config.errors import ConfigError
 from r1mega.eval.benchmarks import EvalConfig, eval_records, load_benchmark
 from r1mega.eval.runner import evaluate
 from r1mega.rewards import RewardManager
@@ -63,10 +64,12 @@ def test_eval_records_use_files_or_the_synthetic_test_split(tmp_path):
     assert [r["answer"] for r in eval_records(cfg)] == ["\\left( 3, \\frac{\\pi}{2} \\right)", "\\frac{19}{6}", "24"]
     for bad, needle in [(EvalConfig(files=[str(tmp_path / "nope.jsonl")]), "evaluation.files: .*nope.jsonl does not exist"),
                         (EvalConfig(format="gsm8k"), "evaluation.format='gsm8k'"),
-                        (EvalConfig(max_questions=-1), "evaluation.max_questions")]:
-        cfg.evaluation = bad
-        with pytest.raises(ValueError, match=needle):
-            eval_records(cfg)
+                        (EvalConfig(max_questions=-1), "evaluation.max_questions"),
+                        (EvalConfig(k=0), "evaluation.k must be >= 1"),
+                        (EvalConfig(top_p=0.0), "evaluation.top_p=0.0")]:
+        cfg.evaluation, cfg.stage.name = bad, "eval"
+        with pytest.raises(ConfigError, match=needle):
+            cfg.validate(1)  # stage=eval checks its files and sampling settings before any model is built
 
 
 def test_math500_latex_answers_score_by_equivalence(tmp_path):

@@ -44,9 +44,38 @@ def metrics(run_dir: Path) -> list[dict]:
 )
 def test_invalid_override_is_one_clear_message(tmp_path, override, needle):
     out = train(["stage=sft", override], tmp_path / "run")
-    assert out.returncode != 0
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.startswith("r1mega-train: error: ") and out.stderr.count("\n") == 1, out.stderr[-2000:]
     assert needle in out.stderr
-    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("rollout.vllm_tp=2", "rollout.vllm_tp was renamed: use rollout.vllm.tp"),
+    ("rollout.eval_k=4", "rollout.eval_k was renamed: use evaluation.k"),
+    ("+rollout.record_dir=/tmp/x", "rollout.record_dir was renamed: use rl.record_dir"),
+])
+def test_renamed_key_names_its_new_place(tmp_path, override, needle):
+    out = train(["stage=r1_zero", override], tmp_path / "run")
+    assert out.returncode == 2 and out.stderr == f"r1mega-train: error: {needle}\n", out.stderr[-2000:]
+
+
+def test_renamed_key_in_a_yaml_file_names_its_new_place(tmp_path):
+    (tmp_path / "conf" / "rollout").mkdir(parents=True)
+    (tmp_path / "conf" / "rollout" / "old.yaml").write_text("engine: megatron\nvllm_gpu_memory_utilization: 0.4\n")
+    out = train(["stage=sft", "rollout=old", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"], tmp_path / "run")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr == ("r1mega-train: error: rollout.vllm_gpu_memory_utilization was renamed: "
+                          "use rollout.vllm.gpu_memory_utilization\n")
+
+
+def test_runtime_failure_keeps_its_traceback(tmp_path):
+    """A failure of the run (not of its configuration) is a bug report: full traceback, exit code 1."""
+    empty = tmp_path / "no_checkpoint"
+    empty.mkdir()
+    out = train(["stage=eval", f"trainer.init_from={empty}", "data.synthetic.num_test=2"], tmp_path / "run")
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "Traceback" in out.stderr and "holds no complete checkpoint" in out.stderr
+    assert "r1mega-train: error:" not in out.stderr
 
 
 def test_sft_learns_and_writes_run_dir(tmp_path):

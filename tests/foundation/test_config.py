@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
+from r1mega.config.errors import ConfigError
 from r1mega.config.schema import R1Config
 from r1mega.models.config import ModelConfig
 from r1mega.parallel.config import ParallelConfig
@@ -76,3 +80,34 @@ def test_root_validation_names_the_key(mutate, needle):
 
 def test_default_config_is_valid():
     assert R1Config().validate(1).world_size == 1
+
+
+def test_the_schema_imports_no_stage():
+    """Configuration sits below the stages: importing the schema pulls in no r1mega.stages module."""
+    code = "import r1mega.config.schema, sys; print([m for m in sys.modules if m.startswith('r1mega.stages')])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("stage,setting,needle", [
+    ("rejection_sampling", ("curation", "samples_per_prompt", 0), "curation.samples_per_prompt must be >= 1"),
+    ("distill_generate", ("trainer", "init_from", None), "trainer.init_from must name the checkpoint"),
+    ("all_scenario_rl", ("all_scenario", "general_fraction", 1.5), "all_scenario.general_fraction=1.5"),
+    ("eval", ("evaluation", "format", "gsm8k"), "evaluation.format='gsm8k'"),
+    ("r1_zero", ("evaluation", "temperature", -1.0), "evaluation.temperature must be >= 0"),
+    ("r1_zero", ("rl", "group_size", 1), "rl.group_size must be an int >= 2"),
+])
+def test_each_stage_settings_are_checked_by_validate(stage, setting, needle):
+    """R1Config.validate checks the settings of the stage it runs, and only those."""
+    group, key, value = setting
+    cfg = R1Config()
+    cfg.stage.name = stage
+    cfg.trainer.init_from = "/ckpt"
+    cfg.trainer.global_batch_size, cfg.trainer.micro_batch_size = 16, 8
+    setattr(getattr(cfg, group), key, value)
+    with pytest.raises(ConfigError, match=needle):
+        cfg.validate(1)
+    cfg.stage.name = "sft"  # SFT reads none of these
+    if group != "trainer":
+        cfg.validate(1)

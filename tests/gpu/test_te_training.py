@@ -36,7 +36,7 @@ def test_grpo_bf16_first_step_is_on_policy(tmp_path):
     out = train(["stage=reasoning_rl", "model=deepseek_v3_tiny", "model.spec=te", "trainer.precision.dtype=bf16",
                  f"trainer.init_from={tmp_path / 'cold' / 'checkpoints'}", "trainer.max_steps=2",
                  "trainer.global_batch_size=64", "trainer.micro_batch_size=32", "rollout.max_tokens=64",
-                 "rollout.eval_k=2", "data.synthetic.num_test=16", "rl.rollout_is_correction=tis",
+                 "evaluation.k=2", "data.synthetic.num_test=16", "rl.rollout_is_correction=tis",
                  "trainer.progress=false"], tmp_path / "rl")
     assert out.returncode == 0, out.stderr[-3000:]
     rows = metrics(tmp_path / "rl")

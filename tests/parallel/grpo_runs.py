@@ -2,8 +2,8 @@
 multi-GPU device script share this).
 
 A layout comparison needs (1) the same initial weights and (2) the same rollouts at every
-layout: a recording run writes both (``rollout.record_dir``: step files and ``init/``), every
-other run replays them (``rollout.replay_dir`` + ``trainer.init_from``). An untrained model
+layout: a recording run writes both (``rl.record_dir``: step files and ``init/``), every
+other run replays them (``rl.replay_dir`` + ``trainer.init_from``). An untrained model
 earns no reward, so every advantage would be zero and the policy-gradient term would vanish;
 :func:`vary_rewards` rewrites the recorded rewards with a fixed pseudo-random pattern (both
 values in every group) so that the comparison covers the whole GRPO loss.

@@ -38,8 +38,8 @@ pytestmark = pytest.mark.slow
 STEPS = 4
 COMMON = [
     "stage=r1_zero", "trainer.progress=false", "trainer.plots=false", "trainer.global_batch_size=16",
-    "trainer.micro_batch_size=4", "rl.group_size=4", "rollout.max_tokens=12", "rollout.eval_k=1",
-    "rollout.eval_max_tokens=2", "data.synthetic.num_train=64", "data.synthetic.num_test=2",
+    "trainer.micro_batch_size=4", "rl.group_size=4", "rollout.max_tokens=12", "evaluation.k=1",
+    "evaluation.max_tokens=2", "data.synthetic.num_train=64", "data.synthetic.num_test=2",
     "trainer.save_interval=0", f"trainer.max_steps={STEPS}", f"optim.decay_steps={2 * STEPS}",
     "optim.warmup_steps=2", "rl.ppo_epochs=2", "rl.kl_beta=0.01", "rl.entropy_coef=0.01",
     "reward.num_workers=1",
@@ -53,9 +53,9 @@ class Family:
     def __init__(self, root, model):
         self.root, self.model = root, model
         self.record = root / "record"
-        train([*COMMON, f"model={model}", f"rollout.record_dir={self.record}"], root / "record_run")
+        train([*COMMON, f"model={model}", f"rl.record_dir={self.record}"], root / "record_run")
         assert vary_rewards(self.record, 4) == STEPS
-        self.replay_args = [*COMMON, f"model={model}", f"rollout.replay_dir={self.record}",
+        self.replay_args = [*COMMON, f"model={model}", f"rl.replay_dir={self.record}",
                             f"trainer.init_from={self.record / 'init'}"]
         self.ref = train(self.replay_args, root / "reference")
 

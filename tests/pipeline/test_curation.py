@@ -6,8 +6,9 @@ import pytest
 
 from r1mega.rewards import RewardManager
 from r1mega.rollout.base import Generation
-from r1mega.stages.curation import CurationConfig, curate_prompt, load_judge, verify
-from r1mega.stages.filters import FilterConfig, language_fraction, reject_reason
+from r1mega.data.curation import CurationConfig, FilterConfig, load_judge
+from r1mega.stages.curation import curate_prompt, verify
+from r1mega.stages.filters import language_fraction, reject_reason
 
 GOOD = "<think>\n47 + 38: 7 + 8 = 15, write 5 carry 1. So 47 + 38 = 85.\n</think>\nThe answer is \\boxed{85}."
 

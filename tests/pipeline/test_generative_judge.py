@@ -7,7 +7,8 @@ import torch
 
 from r1mega.data.judge import GenerativeJudge, JudgeConfig
 from r1mega.rewards import RewardManager
-from r1mega.stages.curation import CurationConfig, make_judge, verify
+from r1mega.data.curation import CurationConfig
+from r1mega.stages.curation import make_judge, verify
 
 Q, REF = "Name the capital of France.", "Paris"
 RESPONSES = ["<think>it is the largest city</think> Paris.", "<think>hmm</think> Lyon.", "no think tags: Paris"]

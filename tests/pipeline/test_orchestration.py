@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from r1mega.config.schema import R1Config
-from r1mega.pipeline import runner, steps
+from r1mega.pipeline import preflight, runner, steps
 from r1mega.pipeline.config import PipelineConfig, StepConfig
 from r1mega.pipeline.mixing import mix_sft
 from r1mega.pipeline.report import collect, table
@@ -208,7 +208,8 @@ def test_every_step_of_the_bundled_pipelines_composes_and_validates(name, tmp_pa
     given = [f"pipeline.vars.{k}={v}" for k, v in {
         "base_checkpoint": "/ck/base", "tokenizer": "/hf/tok", "cold_start_files": "[/d/cold.jsonl]",
         "reasoning_train_files": "[/d/train.jsonl]", "reasoning_test_files": "[/d/test.jsonl]",
-        "reward_model": "/hf/rm"}.items()] if name == "r1" else []
+        "reward_model": tmp_path / "rm"}.items()] if name == "r1" else []
+    (tmp_path / "rm").mkdir()  # all_scenario.reward_model.path must be a directory
     register()
     GlobalHydra.instance().clear()
     try:
@@ -219,9 +220,7 @@ def test_every_step_of_the_bundled_pipelines_composes_and_validates(name, tmp_pa
                 if step.kind != "stage":
                     continue
                 cfg = to_config(compose("config", overrides=steps.stage_overrides(pcfg, step, tmp_path, [])))
-                cfg.validate(step.nproc or pcfg.nproc)
-                cfg.curation.validate()
-                cfg.all_scenario.validate()
+                cfg.validate(step.nproc or pcfg.nproc)  # the stage's own settings included
                 assert cfg.pipeline.name is None, step.name
     finally:
         GlobalHydra.instance().clear()
@@ -245,3 +244,52 @@ def test_preflight_stops_a_bad_setting_of_a_later_step_before_anything_runs(tmp_
         assert out.returncode == 2 and needle in out.stderr, out.stderr[-2000:]
         assert "Traceback" not in out.stderr
         assert [p.name for p in run.iterdir() if p.is_dir() and p.name != ".hydra"] == [], "no step may start"
+
+
+def test_preflight_names_the_new_place_of_a_renamed_key_in_a_step():
+    from r1mega.config.errors import ConfigError
+
+    with preflight._hydra():
+        with pytest.raises(ConfigError, match="^pipeline step eval: rollout.eval_k was renamed: use evaluation.k$"):
+            preflight.check_step(["stage=eval", "rollout.eval_k=4"], 1, "eval")
+        with pytest.raises(ConfigError, match="^pipeline step eval: evaluation.k must be >= 1, got 0$"):
+            preflight.check_step(["stage=eval", "evaluation.k=0"], 1, "eval")
+
+
+# What each conf/preset option of tiny_r1 stands for, as the plain overrides the pipeline used to repeat.
+PRESET_OVERRIDES = {
+    "preset=tiny_r1_teacher": ["model=deepseek_v3_tiny", "model.num_layers=3", "model.rope_type=rope",
+                               "model.rotary_base=100"],
+    "preset=tiny_r1_rl": ["optim.warmup_steps=0", "optim.decay_style=constant", "optim.min_lr=0.0"],
+    "preset=tiny_r1_student": ["model=tiny_dense", "model.num_layers=4", "model.num_attention_heads=2",
+                               "model.num_query_groups=2"],
+}
+
+
+def test_tiny_r1_presets_compose_exactly_as_the_overrides_they_replace(tmp_path):
+    """Every step of tiny_r1 composes to the same configuration with its presets as with their overrides."""
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    from r1mega.config.schema import to_config
+
+    def expand(overrides):
+        return [x for o in overrides for x in PRESET_OVERRIDES.get(o, [o])]
+
+    with preflight._hydra():
+        pcfg = to_config(compose("config", overrides=["pipeline=tiny_r1"])).pipeline
+        assert any(o in PRESET_OVERRIDES for o in pcfg.common)
+        # the old lists: the teacher's model settings in common; a student step replaced them
+        old = PipelineConfig(**{**vars(pcfg), "common": expand(pcfg.common)})
+        checked = 0
+        for step in pcfg.steps:
+            if step.kind != "stage":
+                continue
+            new_args = steps.stage_overrides(pcfg, step, tmp_path, [])
+            old_step = StepConfig(**{**vars(step), "overrides": expand(step.overrides)})
+            old_args = steps.stage_overrides(old, old_step, tmp_path, [])
+            new_cfg = OmegaConf.to_container(compose("config", overrides=new_args), resolve=True)
+            old_cfg = OmegaConf.to_container(compose("config", overrides=old_args), resolve=True)
+            assert new_cfg == old_cfg, step.name
+            checked += 1
+        assert checked == 11

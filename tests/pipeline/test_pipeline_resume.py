@@ -88,7 +88,7 @@ def test_default_command_runs_the_whole_tiny_r1_pipeline(tmp_path):
              "pipeline.vars.rs_prompts=4", "pipeline.vars.sft_steps=2", "pipeline.vars.all_scenario_steps=1",
              "pipeline.vars.distill_prompts=4", "pipeline.vars.student_steps=2", "pipeline.vars.rl_batch=16",
              "pipeline.vars.rl_micro=8",
-             "pipeline.vars.rl_group=4", "rollout.max_tokens=16", "rollout.eval_k=2", "data.synthetic.num_test=4",
+             "pipeline.vars.rl_group=4", "rollout.max_tokens=16", "evaluation.k=2", "data.synthetic.num_test=4",
              "curation.require_correct=false", "curation.filters.format_mode=none",
              "curation.filters.drop_truncated=false", "trainer.progress=false", "trainer.plots=false"]
     run = tmp_path / "tiny"

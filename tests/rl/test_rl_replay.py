@@ -80,7 +80,8 @@ def test_corrupt_file_is_refused(recorded):
 
 
 def test_record_and_replay_dirs_are_exclusive():
-    from r1mega.rollout.config import RolloutConfig
+    from r1mega.config.errors import ConfigError
+    from r1mega.rl.config import GRPOConfig
 
-    with pytest.raises(ValueError, match="record_dir and rollout.replay_dir are exclusive"):
-        RolloutConfig(record_dir="a", replay_dir="b").validate()
+    with pytest.raises(ConfigError, match="rl.record_dir and rl.replay_dir are exclusive"):
+        GRPOConfig(record_dir="a", replay_dir="b").validate()

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from r1mega.rollout.config import RolloutConfig
+from r1mega.config.errors import ConfigError
+from r1mega.rollout.config import RolloutConfig, VllmConfig
 from r1mega.rollout.vllm_placement import Placement, _colocated, _separate, distribute
 from tests.rollout.dist_workers import distribute_rank, fake_run
 
@@ -99,7 +100,7 @@ def test_colocated_groups_and_errors():
     everyone = [("h0", str(i)) for i in range(4)] + [("h1", str(i)) for i in range(4)]
     p = _colocated(5, 8, 4, everyone)
     assert p.leaders == [0, 4] and p.group_ranks == [4, 5, 6, 7] and p.devices == ["0", "1", "2", "3"]
-    with pytest.raises(ValueError, match="rollout.vllm_tp=3 must divide the number of trainer ranks \\(8\\)"):
+    with pytest.raises(ValueError, match="rollout.vllm.tp=3 must divide the number of trainer ranks \\(8\\)"):
         _colocated(0, 8, 3, everyone)
     with pytest.raises(ValueError, match="span hosts"):
         _colocated(0, 8, 8, everyone)
@@ -136,24 +137,25 @@ def test_distribute_over_ranks_gives_each_replica_its_own_results(tmp_path):
 def test_llm_kwargs_colocated():
     from r1mega.rollout.vllm_engine import EXTENSION, llm_kwargs
 
-    kw = llm_kwargs(RolloutConfig(engine="vllm", vllm_tp=2, vllm_attention_backend="TRITON_MLA"), Path("/m"), 512, 3)
+    kw = llm_kwargs(RolloutConfig(engine="vllm", vllm=VllmConfig(tp=2, attention_backend="TRITON_MLA")), Path("/m"),
+                    512, 3)
     assert kw["load_format"] == "dummy" and kw["enable_sleep_mode"] is True and kw["tensor_parallel_size"] == 2
     assert kw["worker_extension_cls"] == EXTENSION and kw["logprobs_mode"] == "processed_logprobs"
     assert kw["attention_config"] == {"backend": "TRITON_MLA"} and kw["max_model_len"] == 512
     mod, cls = EXTENSION.rsplit(".", 1)
     assert hasattr(importlib.import_module(mod), cls)
-    assert not llm_kwargs(RolloutConfig(vllm_colocate=False), Path("/m"), 512, 3)["enable_sleep_mode"]
+    assert not llm_kwargs(RolloutConfig(vllm=VllmConfig(colocate=False)), Path("/m"), 512, 3)["enable_sleep_mode"]
 
 
 @pytest.mark.parametrize("field, value, needle", [
-    ("vllm_tp", 0, "vllm_tp=0 must be >= 1"), ("vllm_sleep_level", 3, "must be 1 or 2"),
-    ("vllm_gpu_memory_utilization", 1.0, "must be in \\(0, 1\\)"), ("vllm_gpus", [0, 1], "must list vllm_tp=1"),
+    ("tp", 0, "tp=0 must be >= 1"), ("sleep_level", 3, "must be 1 or 2"),
+    ("gpu_memory_utilization", 1.0, "must be in \\(0, 1\\)"), ("gpus", [0, 1], "must list rollout.vllm.tp=1"),
 ])
 def test_rollout_config_errors_name_the_field(field, value, needle):
-    with pytest.raises(ValueError, match=f"rollout.{field}"):
-        RolloutConfig(engine="vllm", **{field: value}).validate()
-    with pytest.raises(ValueError, match=needle):
-        RolloutConfig(engine="vllm", **{field: value}).validate()
+    with pytest.raises(ConfigError, match=f"rollout.vllm.{field}"):
+        RolloutConfig(engine="vllm", vllm=VllmConfig(**{field: value})).validate()
+    with pytest.raises(ConfigError, match=needle):
+        RolloutConfig(engine="vllm", vllm=VllmConfig(**{field: value})).validate()
 
 
 def test_factory_needs_exactly_one_model_and_vllm_gives_a_clear_error():
@@ -197,7 +199,7 @@ def _engine(level: int, colocate: bool = True):
 
     log: list = []
     e = VLLMEngine.__new__(VLLMEngine)  # the state machine only; no vLLM behind it
-    e.rollout, e.colocate = RolloutConfig(engine="vllm", vllm_sleep_level=level, vllm_colocate=colocate), colocate
+    e.rollout, e.colocate = RolloutConfig(engine="vllm", vllm=VllmConfig(sleep_level=level, colocate=colocate)), colocate
     e.llm, e.bridge, e.sleeping, e.weights_valid, e.last_sync = _RecLLM(log), _RecBridge(log), set(), False, None
     return e, log
 

@@ -18,7 +18,7 @@ HERE = Path(__file__).parent
 # probability ~5/9, so every step sees both kinds, and 8 prompts per step need a few rounds.
 ARGS = ["stage=r1_zero", "model=deepseek_v3_tiny", "trainer.progress=false", "trainer.plots=false",
         "trainer.global_batch_size=16", "trainer.micro_batch_size=8", "rl.group_size=2",
-        "rollout.max_tokens=12", "rollout.eval_k=1", "data.synthetic.num_train=400", "data.synthetic.num_test=2",
+        "rollout.max_tokens=12", "evaluation.k=1", "data.synthetic.num_train=400", "data.synthetic.num_test=2",
         "data.seq_length=96", "rl.dynamic_sampling=true", "rl.max_dynamic_sampling_rounds=6",
         "optim.decay_style=constant", "optim.warmup_steps=0"]
 KEYS = ("dynamic_sampling_groups_generated", "dynamic_sampling_kept_frac", "dynamic_sampling_rounds",

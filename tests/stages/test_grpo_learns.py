@@ -25,7 +25,7 @@ HERE = Path(__file__).parent
 def test_grpo_climbs_an_easy_reward(tmp_path):
     overrides = ["stage=r1_zero", "model=deepseek_v3_tiny", "trainer.progress=false", "trainer.plots=false",
                  "trainer.max_steps=12", "trainer.global_batch_size=64", "trainer.micro_batch_size=32",
-                 "rl.group_size=8", "rollout.max_tokens=16", "rollout.eval_k=1", "data.synthetic.num_train=200",
+                 "rl.group_size=8", "rollout.max_tokens=16", "evaluation.k=1", "data.synthetic.num_train=200",
                  "data.synthetic.num_test=4", "data.seq_length=64", "trainer.save_interval=0",
                  "optim.lr=3e-3", "optim.min_lr=0", "optim.warmup_steps=0", "optim.decay_style=constant"]
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")

@@ -12,7 +12,7 @@ import pytest
 TINY_RL = [
     "stage=r1_zero", "model=deepseek_v3_tiny", "trainer.progress=false", "trainer.plots=false",
     "trainer.global_batch_size=16", "trainer.micro_batch_size=8", "rl.group_size=4",
-    "rollout.max_tokens=24", "rollout.eval_k=2", "data.synthetic.num_train=200",
+    "rollout.max_tokens=24", "evaluation.k=2", "data.synthetic.num_train=200",
     "data.synthetic.num_test=8", "data.seq_length=160", "trainer.save_interval=0",
 ]
 

@@ -121,7 +121,7 @@ def test_all_scenario_rl_routes_general_prompts_to_the_reward_model(tmp_path, po
     general.write_text("".join(json.dumps({"prompt": f"Say something kind about {n}."}) + "\n" for n in range(5)))
     run = tmp_path / "asrl"
     train(["stage=all_scenario_rl", *TINY, f"trainer.init_from={policy}", "trainer.max_steps=2",
-           "trainer.global_batch_size=16", "trainer.micro_batch_size=16", "rl.group_size=4", "rollout.eval_k=1",
+           "trainer.global_batch_size=16", "trainer.micro_batch_size=16", "rl.group_size=4", "evaluation.k=1",
            f"all_scenario.reward_model.path={rm}", f"all_scenario.general_files=[{general}]",
            "all_scenario.general_fraction=0.5"], run)
     rows = jsonl(run / "metrics.jsonl")

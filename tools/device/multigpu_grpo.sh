@@ -33,9 +33,9 @@ WIDE="model=deepseek_v3_tiny model.spec=te model.hidden_size=1024 model.ffn_hidd
 COMMON="stage=r1_zero $WIDE trainer.progress=false trainer.plots=false trainer.max_steps=$STEPS
   trainer.global_batch_size=128 trainer.micro_batch_size=16 rl.group_size=8 rl.ppo_epochs=2
   rl.kl_beta=0.01 rl.entropy_coef=0.01 optim.decay_steps=$((2 * STEPS)) optim.warmup_steps=2
-  rollout.max_tokens=64 rollout.eval_k=1 rollout.eval_max_tokens=4 data.synthetic.num_train=1024
+  rollout.max_tokens=64 evaluation.k=1 evaluation.max_tokens=4 data.synthetic.num_train=1024
   data.synthetic.num_test=4 data.seq_length=256 trainer.save_interval=0"
-REPLAY="rollout.replay_dir=$ROOT/record trainer.init_from=$ROOT/record/init"
+REPLAY="rl.replay_dir=$ROOT/record trainer.init_from=$ROOT/record/init"
 
 train() {  # train NAME NPROC GPUS overrides...
   local name=$1 n=$2 gpus=$3; shift 3
@@ -52,7 +52,7 @@ train() {  # train NAME NPROC GPUS overrides...
 }
 
 nvidia-smi --query-gpu=name,memory.used --format=csv > "$OUT/status.txt" 2>&1
-train record_run 1 0 trainer.precision.dtype=bf16 rollout.record_dir="$ROOT/record" &&
+train record_run 1 0 trainer.precision.dtype=bf16 rl.record_dir="$ROOT/record" &&
   python3 tools/device/multigpu_grpo.py vary "$ROOT/record" 8 | tee -a "$OUT/status.txt"
 train base 1 0 trainer.precision.dtype=bf16 $REPLAY &
 train fp32 1 1 trainer.precision.dtype=fp32 $REPLAY &

@@ -10,7 +10,7 @@ python3 -m r1mega.cli.train stage=sft $base trainer.max_steps=${SFT_STEPS:-150} 
 echo "cold_start exit=$?" >> "$OUT/grpo_status.txt"
 python3 -m r1mega.cli.train stage=reasoning_rl $base trainer.init_from=/tmp/runs/cold/checkpoints \
   trainer.max_steps=${RL_STEPS:-5} trainer.global_batch_size=128 trainer.micro_batch_size=32 rl.group_size=8 \
-  rl.kl_beta=0.001 rl.rollout_is_correction=tis rollout.max_tokens=96 rollout.eval_k=4 \
+  rl.kl_beta=0.001 rl.rollout_is_correction=tis rollout.max_tokens=96 evaluation.k=4 \
   data.synthetic.num_test=64 data.seq_length=160 hydra.run.dir=/tmp/runs/grpo > "$OUT/grpo.log" 2>&1
 echo "grpo exit=$?" >> "$OUT/grpo_status.txt"
 cp /tmp/runs/grpo/metrics.jsonl "$OUT/grpo.metrics.jsonl" 2>/dev/null

@@ -182,15 +182,15 @@ def run_logprobs(args) -> dict:
     tag = args.tag or f"{args.model}{'_fp8' if args.fp8 else ''}{'_separate' if args.separate else ''}"
     out_dir = Path(args.out)
     overrides = [f"model={args.model}", "model.spec=te", "trainer.precision.dtype=bf16", "rollout=vllm",
-                 f"rollout.vllm_enforce_eager={str(not args.cuda_graphs).lower()}",
-                 f"rollout.vllm_gpu_memory_utilization={args.gpu_mem}", f"rollout.max_tokens={args.max_tokens}",
-                 f"data.seq_length={args.seq_length}", f"rollout.vllm_fp8={str(args.fp8).lower()}",
-                 f"rollout.vllm_colocate={str(not args.separate).lower()}",
-                 f"rollout.vllm_sleep_level={args.sleep_level}", f"rollout.vllm_bucket_mb={args.bucket_mb}",
+                 f"rollout.vllm.enforce_eager={str(not args.cuda_graphs).lower()}",
+                 f"rollout.vllm.gpu_memory_utilization={args.gpu_mem}", f"rollout.max_tokens={args.max_tokens}",
+                 f"data.seq_length={args.seq_length}", f"rollout.vllm.fp8={str(args.fp8).lower()}",
+                 f"rollout.vllm.colocate={str(not args.separate).lower()}",
+                 f"rollout.vllm.sleep_level={args.sleep_level}", f"rollout.vllm.bucket_mb={args.bucket_mb}",
                  "trainer.global_batch_size=64", "trainer.micro_batch_size=8",
                  f"hydra.run.dir={out_dir / ('run_' + tag)}", *args.override]
     if args.attention_backend:
-        overrides.append(f"rollout.vllm_attention_backend={args.attention_backend}")
+        overrides.append(f"rollout.vllm.attention_backend={args.attention_backend}")
     cfg = compose(overrides)
     cfg.run_dir = str(out_dir / f"run_{tag}")
     dims = cfg.validate(1)

@@ -28,10 +28,10 @@ for s in $steps; do
     separate) $py tools/device/vllm_check.py logprobs ${CHECK_ARGS:-} --model qwen2_5_1_5b --separate --tag qwen_separate \
             --out "$OUT" > "$OUT/separate.log" 2>&1; status separate $? ;;
     grpo) $py -m r1mega.cli.train stage=reasoning_rl model=deepseek_v3_tiny model.spec=te $MLA512 \
-            trainer.precision.dtype=bf16 trainer.progress=false rollout=vllm rollout.vllm_enforce_eager=true \
-            rollout.vllm_gpu_memory_utilization=0.3 trainer.max_steps=${RL_STEPS:-4} trainer.global_batch_size=128 \
+            trainer.precision.dtype=bf16 trainer.progress=false rollout=vllm rollout.vllm.enforce_eager=true \
+            rollout.vllm.gpu_memory_utilization=0.3 trainer.max_steps=${RL_STEPS:-4} trainer.global_batch_size=128 \
             trainer.micro_batch_size=32 rl.group_size=8 rl.rollout_is_correction=tis rollout.max_tokens=96 \
-            rollout.eval_k=2 data.synthetic.num_test=32 data.seq_length=160 hydra.run.dir=/tmp/runs/grpo_vllm \
+            evaluation.k=2 data.synthetic.num_test=32 data.seq_length=160 hydra.run.dir=/tmp/runs/grpo_vllm \
             > "$OUT/grpo_vllm.log" 2>&1; status grpo $?
           cp /tmp/runs/grpo_vllm/metrics.jsonl "$OUT/grpo_vllm.metrics.jsonl" 2>/dev/null ;;
     *) echo "unknown step $s" ;;

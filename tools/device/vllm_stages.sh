@@ -9,12 +9,12 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; R=/tmp/runs_stages
 MLA512="model.kv_lora_rank=512 model.qk_pos_emb_head_dim=64 model.qk_head_dim=128 model.v_head_dim=128"
 base="model=deepseek_v3_tiny model.spec=te $MLA512 trainer.precision.dtype=bf16 trainer.progress=false
       data.synthetic.num_train=2000 data.synthetic.num_test=64 data.seq_length=160 rollout.max_tokens=96"
-V="rollout=vllm rollout.vllm_enforce_eager=true rollout.vllm_gpu_memory_utilization=0.3"
+V="rollout=vllm rollout.vllm.enforce_eager=true rollout.vllm.gpu_memory_utilization=0.3"
 CUR="curation.max_prompts=32 curation.require_correct=false curation.filters.format_mode=none curation.filters.drop_truncated=false"
 step() { local name=$1; shift; python3 -m r1mega.cli.train "$@" hydra.run.dir=$R/$name > "$OUT/$name.log" 2>&1; echo "$name exit=$?" | tee -a "$OUT/stages_status.txt"; }
 step cold stage=sft $base trainer.max_steps=${SFT_STEPS:-300} optim.lr=3e-3 trainer.save_interval=0
-step eval_vllm stage=eval $base $V trainer.init_from=$R/cold/checkpoints rollout.eval_k=8
-step eval_builtin stage=eval $base trainer.init_from=$R/cold/checkpoints rollout.eval_k=8
+step eval_vllm stage=eval $base $V trainer.init_from=$R/cold/checkpoints evaluation.k=8
+step eval_builtin stage=eval $base trainer.init_from=$R/cold/checkpoints evaluation.k=8
 step rs_vllm stage=rejection_sampling $base $V trainer.init_from=$R/cold/checkpoints $CUR
 step distill_vllm stage=distill_generate $base $V trainer.init_from=$R/cold/checkpoints $CUR
 tar czf "$OUT/stages_runs.tgz" -C $R . 2>/dev/null

@@ -18,6 +18,8 @@ import types
 import typing
 from typing import Any, Mapping, Sequence
 
+from r1mega.config.errors import ConfigError
+
 
 # A message that starts with a relative field path ("options: ...", "components[0].name: ...").
 _RELATIVE_PATH = re.compile(r"^[A-Za-z_][\w\[\]]*(?:\.[A-Za-z_][\w\[\]]*)*:")
@@ -53,38 +55,38 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                 return _coerce(value, option, path)
             except ValueError as exc:
                 errors.append(str(exc))
-        raise ValueError(errors[0] if len(errors) == 1 else f"{path}: unexpected value {value!r}")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: unexpected value {value!r}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         return from_dict(tp, value, path)
     if origin in (list, tuple):
         if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
-            raise ValueError(f"{path}: expected a list, got {type(value).__name__}")
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
         (item_tp, *_rest) = typing.get_args(tp) or (Any,)
         items = [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise ValueError(f"{path}: expected a mapping, got {type(value).__name__}")
+            raise ConfigError(f"{path}: expected a mapping, got {type(value).__name__}")
         key_tp, val_tp = typing.get_args(tp) or (Any, Any)
         out = {}
         for k, v in value.items():
             if key_tp is str and not isinstance(k, str):
-                raise ValueError(f"{path}: keys must be strings, got {k!r}")
+                raise ConfigError(f"{path}: keys must be strings, got {k!r}")
             out[k] = _coerce(v, val_tp, f"{path}.{k}")
         return out
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{path}: expected a number, got {value!r}")
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{path}: expected an integer, got {value!r}")
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
         return value
     if tp in (bool, str):
         if not isinstance(value, tp):
-            raise ValueError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
         return value
     return value
 
@@ -92,19 +94,19 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
 def from_dict(cls: type, data: Any, path: str = "config") -> Any:
     """Instantiate dataclass ``cls`` from mapping ``data`` (see module docstring)."""
     if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{path}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"{path}: unknown field '{unknown[0]}' (allowed: {', '.join(sorted(fields))})")
+        raise ConfigError(f"{path}: unknown field '{unknown[0]}' (allowed: {', '.join(sorted(fields))})")
     kwargs = {name: _coerce(value, hints[name], f"{path}.{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
     except ValueError as exc:
         message = str(exc)
         joiner = "." if _RELATIVE_PATH.match(message) else ": "
-        raise ValueError(f"{path}{joiner}{message}") from None
+        raise ConfigError(f"{path}{joiner}{message}") from None
 
 
 def coerce_fields(obj: Any, path: str = "config") -> None:
