@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from r1mega.config.errors import ConfigError
-from r1mega.rewards.language import target_fraction
-from r1mega.rm.judge import JudgeConfig
+from r1mega.rewards.text.language import target_fraction
+from r1mega.data.judge import JudgeConfig
 
 SPLITS = ("train", "test")
 FORMAT_MODES = ("think", "answer_tag", "none")
@@ -81,7 +81,7 @@ class CurationConfig:
     judge_model: Optional[str] = None
     """judge=generative: directory of a Hugging Face causal LM and its tokenizer."""
     judge_options: JudgeConfig = field(default_factory=JudgeConfig)
-    """judge=generative: reply words, decision margin, answer length (r1mega.rm.judge)."""
+    """judge=generative: reply words, decision margin, answer length (r1mega.data.judge)."""
     judge_sources: list = field(default_factory=list)
     """data_source names always sent to the judge, even when a rule reward exists."""
     output: str = "data.jsonl"
