@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 
-def _model(model_name: str, aux_loss: bool = False):
+def _model(model_name: str, aux_loss: bool = False, spec: str = "auto", dtype: str = "fp32"):
     from omegaconf import OmegaConf
 
     from r1mega.config.store import conf_dir
@@ -18,13 +18,14 @@ def _model(model_name: str, aux_loss: bool = False):
 
     cfg = ModelConfig(**OmegaConf.to_container(OmegaConf.load(conf_dir() / "model" / f"{model_name}.yaml")))
     cfg.mtp_num_layers = 0
+    cfg.spec = spec
     if not aux_loss:
         # the load-balancing loss of a padded batch counts the padding tokens it routes (the
         # very thing packing removes): without it the two layouts compute the same function
         cfg.moe_aux_loss_coeff = 0.0
     dims = ParallelDims.resolve(ParallelConfig(), 1, cfg)
-    dims.build("gloo", seed=5)
-    return build_chunks(cfg, dims, PrecisionConfig(dtype="fp32"))[0], cfg
+    dims.build("nccl" if torch.cuda.is_available() else "gloo", seed=5)
+    return build_chunks(cfg, dims, PrecisionConfig(dtype=dtype))[0], cfg
 
 
 def _batch(vocab: int, n: int = 6):
@@ -64,18 +65,18 @@ def _run(model, cfg, batch, rl, layout) -> dict:
         total += float(loss)
     for h in hooks:
         h.remove()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    grads = {n: p.grad.detach().float().cpu() for n, p in model.named_parameters() if p.grad is not None}
     return {"loss": total, "grads": grads, "router_tokens": sum(seen), "micro_batches": len(mbs),
             "moe_layers": len(hooks)}
 
 
-def padded_and_packed(model_name: str) -> dict:
+def padded_and_packed(model_name: str, spec: str = "auto", dtype: str = "fp32") -> dict:
     """The same model and batch through padded micro-batches (2 rows each) and packed ones
     (40-token budget): {"padded": ..., "packed": ..., "real_tokens", "padded_tokens"}."""
     from r1mega.rl.config import GRPOConfig
     from r1mega.rl.packing import Layout
 
-    model, cfg = _model(model_name)
+    model, cfg = _model(model_name, spec=spec, dtype=dtype)
     batch = _batch(min(cfg.vocab_size, 400))
     # ratios near 1 (old log-probs from the model itself, then nudged) so that clipping, the
     # policy-gradient term and the entropy term all carry gradient
@@ -83,7 +84,7 @@ def padded_and_packed(model_name: str) -> dict:
     batch.old_logp = _model_logp(model, cfg, batch) + 0.1 * torch.randn(batch.mask.shape, generator=torch.Generator().manual_seed(3))
     batch.old_logp = batch.old_logp * batch.mask
     return {"padded": _run(model, cfg, batch, rl, Layout(2, None, 0, 1)),
-            "packed": _run(model, cfg, batch, rl, Layout(2, 40, 0, 1)),
+            "packed": _run(model, cfg, batch, rl, Layout(2, 40, 0, 16 if torch.cuda.is_available() else 1)),
             "real_tokens": int(batch.row_lengths.sum()), "padded_tokens": batch.tokens.numel()}
 
 
@@ -94,4 +95,4 @@ def _model_logp(model, cfg, batch) -> torch.Tensor:
     parts, mbs = split(batch, list(range(len(batch))), Layout(len(batch), None, 0, 1))
     with torch.no_grad():
         out, loss_func = logprob_step(1.0, cfg.vocab_size)(iter(mbs), model)
-        return loss_func(out)[1]["logp"]
+        return loss_func(out)[1]["logp"].float()
