@@ -4,7 +4,9 @@ Both run through ``get_forward_backward_func`` so pipeline, tensor and expert pa
 work as in training. Log-probs are computed from the vocab-sharded logits without gathering
 the vocabulary (:func:`r1mega.rl.logprobs.vocab_parallel_logprobs`); logits of padded vocab
 rows (ids >= the tokenizer's size, which the model never sees) get zero probability, exactly
-as in the rollout engines, so trainer and engine share one distribution.
+as in the rollout engines, so trainer and engine share one distribution. Logits stay in the
+model's dtype (bf16 on GPU): the kernel slices off the padded ids and converts one chunk of
+tokens at a time to fp32, so no fp32 copy of the ``[tokens, V]`` logits is ever made.
 """
 
 from __future__ import annotations
@@ -18,20 +20,12 @@ from r1mega.rl.logprobs import vocab_parallel_logprobs
 from r1mega.rl.losses import grpo_microbatch_loss
 
 
-MASKED_LOGIT = -1.0e4  # exp(-1e4 - max) is exactly 0 in fp32, and 0 * -1e4 is 0 (no NaN entropy)
+def _casts_output(model) -> bool:
+    """Whether the chunk is wrapped in Megatron's Float16Module, which would cast the whole
+    ``[tokens, V]`` logits to fp32; the log-prob kernel converts chunk by chunk instead."""
+    from megatron.core.transformer.module import Float16Module
 
-
-def masked_vocab_logits(logits: torch.Tensor, vocab_limit: int) -> torch.Tensor:
-    """A very negative finite logit on this TP shard's columns whose global id is >=
-    vocab_limit (-inf would turn p*log(p) in the entropy into NaN)."""
-    from megatron.core import parallel_state as ps
-
-    v_local = logits.shape[-1]
-    start = ps.get_tensor_model_parallel_rank() * v_local
-    if start + v_local <= vocab_limit:
-        return logits
-    ids = torch.arange(start, start + v_local, device=logits.device)
-    return logits.masked_fill(ids >= vocab_limit, MASKED_LOGIT)
+    return isinstance(model, Float16Module) or isinstance(getattr(model, "module", None), Float16Module)
 
 
 def token_logprobs(model, batch: MicroBatch, temperature: float, vocab_limit: int):
@@ -39,16 +33,15 @@ def token_logprobs(model, batch: MicroBatch, temperature: float, vocab_limit: in
     from megatron.core import parallel_state as ps
 
     b = batch.to(device())
+    kwargs = {"fp32_output": False} if _casts_output(model) else {}
     if b.packed:
-        out = model(b.tokens, b.position_ids, None, packed_seq_params=b.packed_seq_params())
-    else:
-        out = model(b.tokens, b.position_ids, None)
+        kwargs["packed_seq_params"] = b.packed_seq_params()
+    out = model(b.tokens, b.position_ids, None, **kwargs)
 
     def logp_entropy(logits):
         """Per-token log-probs and entropies as ``[b, L]`` rows (packed ones unpacked)."""
-        logits = masked_vocab_logits(logits.float(), vocab_limit)
         logp, entropy = vocab_parallel_logprobs(logits, b.labels, group=ps.get_tensor_model_parallel_group(),
-                                                temperature=temperature)
+                                                temperature=temperature, vocab_limit=vocab_limit)
         return b.unpack(logp), b.unpack(entropy)
 
     return out, b, logp_entropy

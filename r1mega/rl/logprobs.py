@@ -60,14 +60,21 @@ def _all_reduce(x: torch.Tensor, op, group) -> torch.Tensor:
 
 
 def _forward_chunk(z: torch.Tensor, target: torch.Tensor, start: int, group):
-    """z: [n, V_local] scaled logits in compute dtype. Returns (logp, lse, entropy), each [n]."""
-    m = z.max(dim=-1).values
+    """z: [n, V_valid] scaled logits in compute dtype (this shard's ids below the vocabulary
+    limit; possibly none). Returns (logp, lse, entropy), each [n]."""
+    if z.shape[-1] == 0:  # a shard of padding ids only: it adds nothing but joins the collectives
+        m = torch.full(z.shape[:-1], -torch.inf, dtype=z.dtype, device=z.device)
+    else:
+        m = z.max(dim=-1).values
     _all_reduce(m, dist.ReduceOp.MAX, group)
     shifted = z - m[:, None]
     e = torch.exp(shifted)
     local = target - start
     owned = (local >= 0) & (local < z.shape[-1])
-    picked = shifted.gather(-1, local.clamp(0, z.shape[-1] - 1)[:, None]).squeeze(-1)
+    if z.shape[-1] == 0:
+        picked = torch.zeros_like(m)
+    else:
+        picked = shifted.gather(-1, local.clamp(0, z.shape[-1] - 1)[:, None]).squeeze(-1)
     sums = torch.stack([e.sum(-1), (e * shifted).sum(-1), torch.where(owned, picked, 0.0)], dim=-1)
     _all_reduce(sums, dist.ReduceOp.SUM, group)
     s, e_shifted, target_shifted = sums.unbind(-1)
@@ -97,19 +104,19 @@ class _VocabParallelLogProbs(torch.autograd.Function):
     """(logits [N, V_local], target [N]) -> (logp [N], entropy [N]); see module doc."""
 
     @staticmethod
-    def forward(ctx, logits, target, group, temperature, chunk_size):
+    def forward(ctx, logits, target, group, temperature, chunk_size, valid):
         compute = torch.promote_types(logits.dtype, torch.float32)
         start = _shard_start(logits.shape[-1], group)
         n = logits.shape[0]
         logp = torch.empty(n, dtype=compute, device=logits.device)
         lse, entropy = torch.empty_like(logp), torch.empty_like(logp)
         for a in range(0, n, chunk_size):
-            z = logits[a : a + chunk_size].to(compute) / temperature
+            z = logits[a : a + chunk_size, :valid].to(compute) / temperature
             logp[a : a + chunk_size], lse[a : a + chunk_size], entropy[a : a + chunk_size] = _forward_chunk(
                 z, target[a : a + chunk_size], start, group
             )
         ctx.save_for_backward(logits, target, lse, entropy)
-        ctx.group, ctx.temperature, ctx.chunk_size, ctx.start = group, temperature, chunk_size, start
+        ctx.group, ctx.temperature, ctx.chunk_size, ctx.start, ctx.valid = group, temperature, chunk_size, start, valid
         ctx.set_materialize_grads(False)
         return logp, entropy
 
@@ -117,12 +124,13 @@ class _VocabParallelLogProbs(torch.autograd.Function):
     def backward(ctx, grad_logp, grad_entropy):
         logits, target, lse, entropy = ctx.saved_tensors
         if grad_logp is None and grad_entropy is None:
-            return None, None, None, None, None
-        compute = lse.dtype
-        grad_logits = torch.empty_like(logits)
+            return None, None, None, None, None, None
+        compute, valid = lse.dtype, ctx.valid
+        # ids at or above the vocabulary limit have probability 0: their gradient is 0
+        grad_logits = torch.empty_like(logits) if valid == logits.shape[-1] else torch.zeros_like(logits)
         for a in range(0, logits.shape[0], ctx.chunk_size):
             b = a + ctx.chunk_size
-            z = logits[a:b].to(compute) / ctx.temperature
+            z = logits[a:b, :valid].to(compute) / ctx.temperature
             grad_z = _backward_chunk(
                 z,
                 target[a:b],
@@ -132,8 +140,8 @@ class _VocabParallelLogProbs(torch.autograd.Function):
                 None if grad_logp is None else grad_logp[a:b].to(compute),
                 None if grad_entropy is None else grad_entropy[a:b].to(compute),
             )
-            grad_logits[a:b] = (grad_z / ctx.temperature).to(logits.dtype)
-        return grad_logits, None, None, None, None
+            grad_logits[a:b, :valid] = (grad_z / ctx.temperature).to(logits.dtype)
+        return grad_logits, None, None, None, None, None
 
 
 def vocab_parallel_logprobs(
@@ -142,9 +150,15 @@ def vocab_parallel_logprobs(
     group: Optional[dist.ProcessGroup] = None,
     temperature: float = 1.0,
     chunk_size: int = 1024,
+    vocab_limit: Optional[int] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-prob of ``target`` and entropy of softmax(logits / temperature), both shaped like
     ``target`` in fp32 (fp64 for fp64 logits), differentiable w.r.t. ``logits``.
+
+    ``vocab_limit``: ids at or above it (the padding rows of a vocabulary rounded up for TP and
+    GEMM shapes, which the tokenizer never produces) get probability exactly 0. They are left
+    out by slicing this shard's columns, so no masked copy of the logits is made; any dtype
+    goes in and only each chunk is converted to fp32.
 
     ``logits``: ``[..., V_local]``, this rank's vocabulary shard (full vocab when ``group`` is
     None or has one rank). ``target``: ``[...]`` global token ids. Collective over ``group``:
@@ -159,9 +173,13 @@ def vocab_parallel_logprobs(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if logits.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         raise ValueError(f"logits must be floating point, got {logits.dtype}")
-    flat_logits = logits.reshape(-1, logits.shape[-1])
+    v_local = logits.shape[-1]
+    valid = v_local
+    if vocab_limit is not None:
+        valid = max(0, min(v_local, vocab_limit - _shard_start(v_local, group)))
+    flat_logits = logits.reshape(-1, v_local)
     flat_target = target.reshape(-1).long()
     logp, entropy = _VocabParallelLogProbs.apply(
-        flat_logits, flat_target, group, float(temperature), int(chunk_size)
+        flat_logits, flat_target, group, float(temperature), int(chunk_size), valid
     )
     return logp.view(target.shape), entropy.view(target.shape)

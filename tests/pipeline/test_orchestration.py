@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from r1mega.config.compose import hydra_session
 from r1mega.config.schema import R1Config
 from r1mega.pipeline import preflight, runner, steps
 from r1mega.pipeline.config import PipelineConfig, StepConfig
@@ -249,7 +250,7 @@ def test_preflight_stops_a_bad_setting_of_a_later_step_before_anything_runs(tmp_
 def test_preflight_names_the_new_place_of_a_renamed_key_in_a_step():
     from r1mega.config.errors import ConfigError
 
-    with preflight._hydra():
+    with hydra_session():
         with pytest.raises(ConfigError, match="^pipeline step eval: rollout.eval_k was renamed: use evaluation.k$"):
             preflight.check_step(["stage=eval", "rollout.eval_k=4"], 1, "eval")
         with pytest.raises(ConfigError, match="^pipeline step eval: evaluation.k must be >= 1, got 0$"):
@@ -276,7 +277,7 @@ def test_tiny_r1_presets_compose_exactly_as_the_overrides_they_replace(tmp_path)
     def expand(overrides):
         return [x for o in overrides for x in PRESET_OVERRIDES.get(o, [o])]
 
-    with preflight._hydra():
+    with hydra_session():
         pcfg = to_config(compose("config", overrides=["pipeline=tiny_r1"])).pipeline
         assert any(o in PRESET_OVERRIDES for o in pcfg.common)
         # the old lists: the teacher's model settings in common; a student step replaced them

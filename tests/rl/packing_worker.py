@@ -9,7 +9,7 @@ import torch
 def _model(model_name: str, aux_loss: bool = False, spec: str = "auto", dtype: str = "fp32"):
     from omegaconf import OmegaConf
 
-    from r1mega.config.store import conf_dir
+    from r1mega.config.paths import conf_dir
     from r1mega.models.config import ModelConfig
     from r1mega.models.precision import PrecisionConfig
     from r1mega.parallel.config import ParallelConfig

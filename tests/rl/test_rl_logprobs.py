@@ -38,9 +38,10 @@ def _reference(logits, target, up_logp, up_ent, temperature):
     return logp.detach(), entropy.detach(), grad
 
 
-def _run(logits, target, up_logp, up_ent, temperature, chunk_size=1024, group=None):
+def _run(logits, target, up_logp, up_ent, temperature, chunk_size=1024, group=None, vocab_limit=None):
     leaf = logits.detach().clone().requires_grad_(True)
-    logp, entropy = vocab_parallel_logprobs(leaf, target, group=group, temperature=temperature, chunk_size=chunk_size)
+    logp, entropy = vocab_parallel_logprobs(leaf, target, group=group, temperature=temperature, chunk_size=chunk_size,
+                                            vocab_limit=vocab_limit)
     (grad,) = torch.autograd.grad((up_logp.to(logp.dtype) * logp + up_ent.to(logp.dtype) * entropy).sum(), leaf)
     return logp.detach(), entropy.detach(), grad
 
@@ -138,6 +139,36 @@ def test_padding_targets_are_harmless():
     assert torch.isfinite(logp).all() and torch.isfinite(entropy).all() and torch.isfinite(grad).all()
 
 
+def _limited(limit: int, seed: int = 1):
+    """A problem whose targets are all below ``limit`` and its float64 reference over the
+    first ``limit`` ids (padding ids have probability 0, hence no gradient)."""
+    logits, target, up_logp, up_ent = _problem(seed=seed)
+    target = target % limit
+    want_logp, want_ent, want_grad = _reference(logits[..., :limit], target, up_logp, up_ent, 0.7)
+    grad = torch.zeros_like(logits)
+    grad[..., :limit] = want_grad
+    return (logits, target, up_logp, up_ent), (want_logp, want_ent, grad)
+
+
+@pytest.mark.parametrize("limit", [1, 7, V])
+def test_vocab_limit_excludes_padding_ids(limit):
+    problem, want = _limited(limit)
+    got = _run(*problem, 0.7, 3, vocab_limit=limit)
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, rtol=1e-12, atol=1e-12)
+
+
+def test_vocab_limit_keeps_bf16_logits_and_grads_in_their_dtype():
+    problem, want = _limited(7)
+    logits = problem[0].to(torch.bfloat16)
+    logp, entropy, grad = _run(logits, *problem[1:], 0.7, 3, vocab_limit=7)
+    assert logp.dtype == torch.float32 and grad.dtype == torch.bfloat16  # fp32 only inside the reductions
+    assert torch.all(grad[..., 7:] == 0)
+    # bf16 inputs (8 mantissa bits) against the float64 reference of the exact inputs: the
+    # input rounding (~3e-2 absolute on logits of ~3) dominates, as in test_low_precision_inputs
+    assert torch.allclose(logp.double(), want[0], atol=0.1)
+
+
 def test_user_errors():
     logits, target, _, _ = _problem()
     with pytest.raises(ValueError, match="must be target"):
@@ -171,6 +202,11 @@ def _tp_worker(rank, world_size, port, out_dir):
     # 3. A TP group of size 1 (every rank holds the full vocabulary): no communication.
     singles = [dist.new_group([r]) for r in range(world_size)]
     results["single"] = _run(logits, target, up_logp, up_ent, 0.6, 5, group=singles[rank])
+    # 2b. a vocabulary limit inside shard 1 (7 of 10) and one that leaves shard 1 empty (4)
+    for limit in (7, 4):
+        problem_l, _ = _limited(limit)
+        results[f"limit{limit}"] = _run(_shard(problem_l[0], rank, 2), *problem_l[1:], 0.7, 3,
+                                        group=dist.group.WORLD, vocab_limit=limit)
     # 4. Megatron's own TP group, and a cross-check with Megatron's vocab-parallel cross entropy
     #    (which uses the same shard convention) on the [s, b, v] layout.
     from r1mega.compat import cpu
@@ -206,6 +242,14 @@ def test_two_tp_ranks_match_full_vocabulary(tmp_path):
         else:  # each rank holds the gradient of its own vocabulary shard
             grad = torch.cat([ranks[0][key][2], ranks[1][key][2]], dim=-1)
             assert torch.allclose(grad.double(), want_grad, rtol=tol, atol=tol), key
+    for limit in (7, 4):
+        _, (want_logp, want_ent, want_grad) = _limited(limit)
+        for r in range(2):
+            logp, entropy, _ = ranks[r][f"limit{limit}"]
+            assert torch.allclose(logp, want_logp, rtol=1e-12, atol=1e-12), limit
+            assert torch.allclose(entropy, want_ent, rtol=1e-12, atol=1e-12), limit
+        grad = torch.cat([ranks[0][f"limit{limit}"][2], ranks[1][f"limit{limit}"][2]], dim=-1)
+        assert torch.allclose(grad, want_grad, rtol=1e-12, atol=1e-12), limit
     for r in range(2):  # Megatron's cross entropy works in fp32: magnitudes ~10, a few ulps ~ 1e-6
         assert ranks[r]["megatron_ce"].dtype == torch.float32
         assert torch.allclose(-ranks[r]["megatron_ce"].double(), ranks[r]["megatron"][0], rtol=0, atol=1e-5)

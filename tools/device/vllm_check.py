@@ -49,7 +49,8 @@ def compose(overrides: list[str]):
     from hydra import initialize_config_dir
 
     from r1mega.config.schema import to_config
-    from r1mega.config.store import conf_dir, register
+    from r1mega.config.paths import conf_dir
+    from r1mega.config.store import register
 
     register()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
