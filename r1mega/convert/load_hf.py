@@ -60,8 +60,8 @@ def check_hf_tensors(reader: HFReader, cfg: ModelConfig, opts: MappingOptions, c
                 raise ValueError(f"HF checkpoint {reader.path} is missing tensor {name!r} "
                                  f"(needed for Megatron {e.global_name})")
     skipped = tuple(skipped_hf_prefixes(cfg, opts, reader.config))
-    if skipped:
-        dropped = sum(n.startswith(skipped) for n in present)
+    dropped = sum(n.startswith(skipped) for n in present) if skipped else 0
+    if dropped:
         log.warning("%s: skipping %d tensor(s) of the multi-token-prediction layer(s) %s: the model has "
                     "model.mtp_num_layers=%d", reader.path, dropped, [p.rstrip(".") for p in skipped],
                     cfg.mtp_num_layers)

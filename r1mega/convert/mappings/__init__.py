@@ -71,6 +71,14 @@ def skipped_hf_prefixes(cfg: ModelConfig, opts: MappingOptions, hf_config: dict 
     return deepseek_v3.mtp_hf_prefixes(cfg, mapped, declared)
 
 
+def mtp_hf_prefixes(cfg: ModelConfig, count: int) -> list[str]:
+    """HF name prefixes of the first ``count`` multi-token-prediction layers of ``cfg``'s family
+    (one per layer; empty for families without MTP layers)."""
+    if cfg.family != "deepseek_v3":
+        return []
+    return deepseek_v3.mtp_hf_prefixes(cfg, 0, count)
+
+
 def architecture_mismatches(a: ModelConfig, b: ModelConfig, ignore: tuple = ()) -> list[str]:
     """Fields (``model.<name>: a != b``) where two configs describe different weights
     (``ignore``: further fields to leave out, e.g. ``("mtp_num_layers",)``)."""
@@ -88,5 +96,5 @@ def architecture_mismatches(a: ModelConfig, b: ModelConfig, ignore: tuple = ()) 
 
 __all__ = [
     "Entry", "MappingOptions", "entries", "family", "family_of_hf", "model_config_from_hf",
-    "hf_config_from_model", "skipped_hf_prefixes", "architecture_mismatches",
+    "hf_config_from_model", "skipped_hf_prefixes", "mtp_hf_prefixes", "architecture_mismatches",
 ]
