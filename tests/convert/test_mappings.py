@@ -144,11 +144,12 @@ def test_table_covers_the_megatron_model_exactly(family, one_rank):
 
 def _per_expert_shapes(hf_cfg) -> dict:
     """On-disk (per-expert) HF names; transformers 5 fuses experts in memory."""
-    if not getattr(hf_cfg, "n_routed_experts", None):
+    experts = getattr(hf_cfg, "n_routed_experts", None) or getattr(hf_cfg, "num_experts", None)
+    if not experts:
         return {}
     out = {}
-    for layer in range(hf_cfg.first_k_dense_replace, hf_cfg.num_hidden_layers):
-        for e in range(hf_cfg.n_routed_experts):
+    for layer in range(getattr(hf_cfg, "first_k_dense_replace", 0), hf_cfg.num_hidden_layers):
+        for e in range(experts):
             p = f"model.layers.{layer}.mlp.experts.{e}"
             inter, hidden = hf_cfg.moe_intermediate_size, hf_cfg.hidden_size
             out[f"{p}.gate_proj.weight"] = torch.empty(inter, hidden)

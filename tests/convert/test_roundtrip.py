@@ -16,7 +16,7 @@ import json
 import pytest
 import torch
 
-from r1mega.convert import export_hf, import_hf, verify
+from r1mega.convert import export_hf, import_hf, load_model_config, verify
 from r1mega.convert.mappings import architecture_mismatches, model_config_from_hf
 from tests.convert.tiny_models import FAMILIES, make_hf, read_all
 
@@ -129,3 +129,44 @@ def test_deepseek_mtp_layers_are_skipped_when_the_model_has_none(converted, tmp_
     exported, original = read_all(out), read_all(hf)
     assert set(exported) == set(original) - set(added)
     assert all(torch.equal(exported[n], original[n]) for n in exported)
+
+
+def test_qwen3_qk_norms_are_mapped_to_their_own_projection(converted, tmp_path):
+    """Negative control for QK-norm: the same Megatron checkpoint against the HF weights with
+    each layer's ``q_norm`` and ``k_norm`` exchanged (norm weights are 1 +- 0.1, so only the
+    right pairing gives parity; observed 0.11)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    src, meg = converted("qwen3")
+    hf = shutil.copytree(src, tmp_path / "hf")
+    tensors = load_file(hf / "model.safetensors")
+    for layer in range(2):
+        q, k = (f"model.layers.{layer}.self_attn.{n}_norm.weight" for n in "qk")
+        tensors[q], tensors[k] = tensors[k].clone(), tensors[q].clone()
+    save_file(tensors, str(hf / "model.safetensors"), metadata={"format": "pt"})
+    bad = _verify_ignoring_config(hf, meg)
+    assert bad["max_abs_diff"] > NEG, bad
+
+
+def test_qwen3_moe_top_k_normalisation_is_needed(converted, tmp_path):
+    """``norm_topk_prob`` changes the model: the checkpoint imported with it (Megatron's softmax
+    over the top-k logits) against transformers without it (the full softmax, unnormalised)
+    fails parity (observed 0.12), so the routing the parity test passes is the normalised one;
+    imported without it, the checkpoint matches transformers again."""
+    import shutil
+
+    src, meg = converted("qwen3_moe")
+    assert load_model_config(meg).moe_router_norm_topk
+    hf = shutil.copytree(src, tmp_path / "hf")
+    raw = json.loads((hf / "config.json").read_text())
+    assert raw["norm_topk_prob"] is True
+    raw["norm_topk_prob"] = False
+    (hf / "config.json").write_text(json.dumps(raw))
+    bad = _verify_ignoring_config(hf, meg)
+    assert bad["max_abs_diff"] > NEG, bad
+    import_hf(hf, tmp_path / "meg")  # without normalisation: Megatron's pre-softmax routing
+    assert load_model_config(tmp_path / "meg").moe_router_norm_topk is False
+    good = verify(hf, tmp_path / "meg")
+    assert good["max_abs_diff"] <= TOL and good["top1_agreement"] == 1.0, good
