@@ -158,12 +158,14 @@ def _per_expert_shapes(hf_cfg) -> dict:
     return out
 
 
-def test_local_mla_checkpoint_keys_are_the_te_names(one_rank):
-    """The local MLA spec checkpoints its latent norms under TE's fused names, so a checkpoint
-    written on CPU (local spec) loads into a TE model and vice versa."""
+@pytest.mark.parametrize("family", ["deepseek_v3", "qwen3_moe"])  # per-layer keys (dense-only models stack them)
+def test_local_checkpoint_norm_keys_are_the_te_names(one_rank, family):
+    """The local spec checkpoints its norms under the TE spec's names (MLA latent norms fused
+    into the up projections; a standard-attention MoE layer's pre-MLP norm kept separate, as TE
+    keeps it), so a checkpoint written on CPU (local spec) loads into a TE model and vice versa."""
     from r1mega.convert.megatron_io import build_chunk
 
-    cfg = model_config_from_hf(hf_config("deepseek_v3").to_dict())
+    cfg = model_config_from_hf(hf_config(family).to_dict())
     keys = {v.key for v in build_chunk(cfg, one_rank).sharded_state_dict().values() if hasattr(v, "key")}
     te = {e.global_name for e in entries(cfg, MappingOptions(spec="te")) if "norm" in e.global_name}
     assert te <= keys
