@@ -64,7 +64,12 @@ class ModelConfig:
     rope_scaling_factor: float = 1.0
     """YaRN / Llama-3 scaling factor."""
     rope_original_max_position_embeddings: int = 4096
-    """Context length the rope scaling was derived from."""
+    """Context length the rope scaling was derived from (YaRN; Llama 3: 8192 in every release)."""
+    rope_low_freq_factor: float = 1.0
+    """Llama-3 rope scaling: wavelengths above original / low_freq_factor are divided by the factor."""
+    rope_high_freq_factor: float = 4.0
+    """Llama-3 rope scaling: wavelengths below original / high_freq_factor are kept; those
+    between the two bounds are interpolated."""
     yarn_beta_fast: float = 32.0
     """YaRN beta_fast."""
     yarn_beta_slow: float = 1.0
@@ -160,6 +165,9 @@ class ModelConfig:
                 f"{prefix}.num_attention_heads={self.num_attention_heads} is not divisible by "
                 f"{prefix}.num_query_groups={self.num_query_groups}"
             )
+        if self.rope_type == "llama3" and not (0 < self.rope_low_freq_factor < self.rope_high_freq_factor):
+            raise ValueError(f"{prefix}.rope_low_freq_factor={self.rope_low_freq_factor} and "
+                             f"{prefix}.rope_high_freq_factor={self.rope_high_freq_factor} must satisfy 0 < low < high")
         if self.qk_layernorm and self.multi_latent_attention:
             raise ValueError(f"{prefix}.qk_layernorm=true is for standard attention; MLA "
                              f"({prefix}.multi_latent_attention=true) has its own latent norms")

@@ -231,9 +231,33 @@ def build_model(
         mtp_block_spec=mtp,
         **rope_kwargs,
     )
+    if model.rope_type == "llama3":
+        _llama3_inv_freq(gpt, model)
     if torch.cuda.is_available():
         gpt.cuda(torch.cuda.current_device())
     return gpt
+
+
+def _llama3_inv_freq(gpt, model: ModelConfig) -> None:
+    """Llama-3 rope scaling with the config's ``low/high_freq_factor`` and original context.
+
+    Megatron-Core 0.16's ``RotaryEmbedding`` passes only the factor to its ``_apply_scaling``,
+    whose other arguments default to Llama 3.1's values (1, 4, 8192). The frequencies are
+    recomputed here with the same function and all four values: bit-identical for those
+    defaults (tests/convert), correct for any other. Before the first forward, whose result
+    Megatron caches per sequence length.
+    """
+    rope = getattr(gpt, "rotary_pos_emb", None)
+    if rope is None:
+        return
+    dim = model.head_dim  # rotary_percent is 1.0
+    base = int(model.rotary_base)  # as GPTModel receives it
+    device = rope.inv_freq.device
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32, device=device) / dim))
+    rope.inv_freq = rope._apply_scaling(
+        inv_freq, factor=model.rope_scaling_factor, low_freq_factor=model.rope_low_freq_factor,
+        high_freq_factor=model.rope_high_freq_factor,
+        original_max_position_embeddings=model.rope_original_max_position_embeddings)
 
 
 def describe(model: ModelConfig) -> dict:
