@@ -1,6 +1,7 @@
 """Typed description of a model architecture, independent of any framework.
 
-One ``ModelConfig`` describes every family r1mega builds: dense Llama/Qwen-style decoders and
+One ``ModelConfig`` describes every family r1mega builds: dense Llama/Qwen-style decoders (Qwen3
+with per-head QK-norm), softmax-routed MoE decoders with standard attention (Qwen3-MoE) and
 DeepSeek-V3-style MoE decoders with Multi-head Latent Attention (MLA). The provider
 (``r1mega.models.provider``) turns it into a Megatron-Core ``TransformerConfig`` + layer spec;
 the converters map it to and from a Hugging Face ``config.json``; the planner reads it to
