@@ -141,3 +141,19 @@ def test_unsupported_features_name_the_field(family, update, field):
     raw = {**hf_config(family).to_dict(), **update}
     with pytest.raises(ValueError, match=field):
         model_config_from_hf(raw)
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"moe_shared_expert_intermediate_size": 64}, "moe_shared_expert_intermediate_size=64"),
+    ({"first_k_dense_layers": 1}, "first_k_dense_layers=1"),
+    ({"moe_router_score_function": "sigmoid"}, "moe_router_score_function='sigmoid'"),
+])
+def test_qwen3_moe_export_refuses_routing_it_cannot_express(change, field):
+    """A model config of family qwen3_moe with DeepSeek-style MoE features has no Qwen3-MoE
+    config.json: export names the field instead of writing one that loses it."""
+    import dataclasses
+
+    cfg = dataclasses.replace(yaml_model("qwen3_moe_tiny"), **change)
+    with pytest.raises(ValueError, match=field):
+        hf_config_from_model(cfg)
+    assert hf_config_from_model(yaml_model("qwen3_moe_tiny"))["num_experts"] == 8
