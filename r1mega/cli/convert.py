@@ -4,13 +4,17 @@
 
     r1mega-convert import --hf-path HF_DIR --megatron-path OUT [--tp N --pp N --ep N --etp N]
                           [--dtype fp32|bf16] [--model-config conf/model/x.yaml] [--name NAME]
+                          [--mtp auto|require|drop]
     r1mega-convert export --megatron-path DIR --hf-path OUT [--fp8] [--max-shard-gb G]
     r1mega-convert verify --hf-path HF_DIR --megatron-path DIR [--seq-len S --batch B --seed N]
 
 Run as one process, the model is built whole (TP=PP=EP=1) and ``--tp/--pp/--ep/--etp`` of
 ``import`` name the layout the checkpoint is meant for: they are validated against the model
 (heads, experts, layers must divide) and recorded in ``r1mega.json``; the checkpoint itself
-loads at any layout. Under ``torchrun --nproc-per-node W`` the flags are the layout the
+loads at any layout. ``--mtp`` (DeepSeek-V3 multi-token prediction): ``auto`` (default) imports
+the MTP layers ``config.json`` declares when their tensors are there, else none, saying so on
+stderr (transformers' ``save_pretrained`` declares them but writes none); ``require`` fails
+naming the first missing tensor; ``drop`` imports none. Under ``torchrun --nproc-per-node W`` the flags are the layout the
 conversion runs at (W must match it), and each rank holds only its shard.
 
 ``verify`` prints one JSON line: ``{"max_abs_diff", "mean_abs_diff", "top1_agreement", ...}``.
@@ -42,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--model-config", default=None,
                      help="YAML model config to check against config.json and record (training choices)")
     imp.add_argument("--name", default=None, help="model name recorded in the checkpoint")
+    imp.add_argument("--mtp", choices=("auto", "require", "drop"), default="auto",
+                     help="multi-token-prediction layers: import those present (auto), all declared (require) "
+                          "or none (drop)")
     _layout_flags(imp)
 
     exp = sub.add_parser("export", help="Megatron distributed checkpoint -> HF safetensors")
@@ -81,7 +88,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.command == "import":
         override = _load_yaml_model(args.model_config) if args.model_config else None
         out = conv.import_hf(args.hf_path, args.megatron_path, dtype=args.dtype, model_config=override,
-                             name=args.name, **layout)
+                             name=args.name, mtp=args.mtp, **layout)
         return {"command": "import", "checkpoint": str(out)}
     if args.command == "export":
         out = conv.export_hf(args.megatron_path, args.hf_path, fp8=args.fp8, tokenizer_from=args.tokenizer,

@@ -31,7 +31,15 @@ from typing import Iterable, Optional
 import torch
 
 from r1mega.convert.fp8 import SCALE_SUFFIX, dequantize_blockwise, is_fp8
-from r1mega.convert.st_format import TensorInfo, header_bytes, read_header, read_tensor, write_at, write_safetensors
+from r1mega.convert.st_format import (
+    TensorInfo,
+    header_bytes,
+    read_header,
+    read_rows_into,
+    read_tensor,
+    write_at,
+    write_safetensors,
+)
 
 INDEX = "model.safetensors.index.json"
 SHARD_METADATA = {"format": "pt"}
@@ -92,6 +100,17 @@ class HFReader:
         fd, info, path = self._info(name)
         self.bytes_read += info.nbytes
         return read_tensor(fd, info, path)
+
+    def stored(self, name: str) -> TensorInfo:
+        """Dtype, shape and place of the tensor as stored (FP8 weights: their FP8 dtype)."""
+        return self._info(name)[1]
+
+    def read_rows_into(self, name: str, first: int, out: torch.Tensor) -> None:
+        """Rows ``first ..`` of the stored tensor (dim 0) into ``out``, with no copy in between
+        (``out`` must have the stored dtype: nothing is cast or dequantized here)."""
+        fd, info, path = self._info(name)
+        read_rows_into(fd, info, first, out, path)
+        self.bytes_read += out.numel() * out.element_size()
 
     def get(self, name: str, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """The tensor (dequantized when FP8 with a scale), cast to ``dtype`` if given."""

@@ -4,7 +4,9 @@ Steps (all ranks, when run under torchrun; one process otherwise):
 
 1. read ``config.json`` -> :class:`ModelConfig` (optionally checked against a YAML model
    config: architecture fields must agree, training choices such as ``moe_grouped_gemm`` come
-   from the YAML);
+   from the YAML), and decide how many multi-token-prediction layers to import
+   (:func:`resolve_mtp`, ``--mtp auto|require|drop``); the recorded config says that many,
+   so training and export see the model that was imported;
 2. validate the *intended* layout ``--tp/--pp/--ep/--etp`` against the model (divisibility of
    heads, experts, layers...), so a checkpoint is never produced for a layout it cannot serve;
 3. check every HF tensor the mapping needs exists (and nothing unknown is present);
@@ -28,14 +30,16 @@ meta device (Megatron allocates CUDA parameters explicitly there); host memory s
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Optional
 
 from r1mega.convert import layout
 from r1mega.convert.hf_io import HFReader
 from r1mega.convert.load_hf import check_hf_tensors, chunk_plan, hf_local_tensor, mapping_options
-from r1mega.convert.mappings import architecture_mismatches, entries, model_config_from_hf
+from r1mega.convert.mappings import architecture_mismatches, entries, model_config_from_hf, mtp_hf_prefixes
 from r1mega.convert.megatron_io import barrier, build_chunk, rank, resolve_layout, setup
 from r1mega.convert.sharding import rank_layout
 from r1mega.convert.stream_save import save_streaming
@@ -64,6 +68,53 @@ def resolve_model_config(reader: HFReader, override: Optional[ModelConfig], name
     return dataclasses.replace(override, extra={**from_hf.extra, **override.extra})
 
 
+MTP_MODES = ("auto", "require", "drop")
+
+
+def resolve_mtp(cfg: ModelConfig, reader: HFReader, mode: str = "auto") -> ModelConfig:
+    """``cfg`` with the multi-token-prediction layers this import builds.
+
+    ``cfg.mtp_num_layers`` is what the checkpoint's ``config.json`` (``num_nextn_predict_layers``)
+    or the YAML model config declares. A checkpoint saved by transformers declares MTP layers
+    but has no tensors for them (its model class does not build them), so:
+
+    * ``require``: build every declared layer; a missing tensor is an error naming it
+      (:func:`~r1mega.convert.load_hf.check_hf_tensors`), and so is declaring none;
+    * ``drop``: build none (present MTP tensors are skipped, with a log line);
+    * ``auto``: build the declared layers whose tensors the checkpoint has (counted from the
+      first; a layer with only some of its tensors still fails naming the first missing one),
+      and say on stderr when that is fewer than declared.
+    """
+    if mode not in MTP_MODES:
+        raise ValueError(f"--mtp={mode!r} is not one of {MTP_MODES}")
+    declared = cfg.mtp_num_layers
+    if mode == "drop":
+        return dataclasses.replace(cfg, mtp_num_layers=0)
+    if mode == "require":
+        if not declared:
+            raise ValueError(f"--mtp require: {reader.path}/config.json declares no multi-token-prediction layers "
+                             "(num_nextn_predict_layers=0) and the model config none (model.mtp_num_layers=0)")
+        return cfg
+    prefixes = mtp_hf_prefixes(cfg, declared)
+    names = reader.names()
+    found = 0
+    for prefix in prefixes:
+        if not any(n.startswith(prefix) for n in names):
+            break
+        found += 1
+    if found == declared:
+        return cfg
+    if rank() == 0 and os.environ.get("RANK", "0") == "0":  # before setup() under torchrun, too
+        absent = [p.rstrip(".") for p in prefixes[found:]]
+        print(f"r1mega-convert import: {reader.path} declares {declared} multi-token-prediction layer(s) "
+              f"(num_nextn_predict_layers / model.mtp_num_layers) but has no tensors under {absent} (as "
+              f"transformers' save_pretrained writes it); importing {found} MTP layer(s): the checkpoint "
+              f"records model.mtp_num_layers={found}, export writes num_nextn_predict_layers={found}, and "
+              f"training from it needs model.mtp_num_layers={found}. Pass --mtp require to fail instead.",
+              file=sys.stderr, flush=True)
+    return dataclasses.replace(cfg, mtp_num_layers=found)
+
+
 def import_hf(
     hf_path: str | Path,
     megatron_path: str | Path,
@@ -75,10 +126,12 @@ def import_hf(
     dtype: Optional[str] = None,
     model_config: Optional[ModelConfig] = None,
     name: Optional[str] = None,
+    mtp: str = "auto",
 ) -> Path:
-    """Convert ``hf_path`` into ``megatron_path/iter_0000000``; returns that directory."""
+    """Convert ``hf_path`` into ``megatron_path/iter_0000000``; returns that directory.
+    ``mtp``: ``auto``, ``require`` or ``drop`` (:func:`resolve_mtp`)."""
     reader = HFReader(hf_path)
-    cfg = resolve_model_config(reader, model_config, name)
+    cfg = resolve_mtp(resolve_model_config(reader, model_config, name), reader, mtp)
     resolve_layout(cfg, tp, pp, ep, etp)  # the intended layout must fit the model
     out = Path(megatron_path)
     final = ckpt_layout.iteration_dir(out, 0)

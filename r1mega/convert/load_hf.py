@@ -25,6 +25,7 @@ import torch
 
 from r1mega.convert.hf_io import HFReader
 from r1mega.convert.mappings import MappingOptions, entries, skipped_hf_prefixes
+from r1mega.convert.mappings.base import Copy, GateUp
 from r1mega.convert.sharding import global_shape, local_name, rank_layout, shard, unwrap_chunks
 from r1mega.models.config import ModelConfig
 
@@ -60,8 +61,8 @@ def check_hf_tensors(reader: HFReader, cfg: ModelConfig, opts: MappingOptions, c
                 raise ValueError(f"HF checkpoint {reader.path} is missing tensor {name!r} "
                                  f"(needed for Megatron {e.global_name})")
     skipped = tuple(skipped_hf_prefixes(cfg, opts, reader.config))
-    if skipped:
-        dropped = sum(n.startswith(skipped) for n in present)
+    dropped = sum(n.startswith(skipped) for n in present) if skipped else 0
+    if dropped:
         log.warning("%s: skipping %d tensor(s) of the multi-token-prediction layer(s) %s: the model has "
                     "model.mtp_num_layers=%d", reader.path, dropped, [p.rstrip(".") for p in skipped],
                     cfg.mtp_num_layers)
@@ -153,11 +154,49 @@ def check_shape(entry, target: torch.Tensor, layout, cfg: ModelConfig, reader: H
                          f"which needs {tuple(want)}")
 
 
+def row_ranges(entry, shape: tuple, dtype: torch.dtype, layout, reader: HFReader):
+    """``[(hf name, first row, rows)]`` whose dim-0 concatenation is this rank's piece of
+    ``entry``, or None when the piece is not that (a merge other than a copy or gate/up
+    concatenation, a split along dim 1, vocabulary padding, a cast or FP8 dequantization,
+    uneven splits -- those take the general path, which also names the errors)."""
+    if type(entry.merge) not in (Copy, GateUp) or entry.tp == "vocab" or not shape:
+        return None
+    rank, size = layout.tp_coords(entry)
+    if entry.tp == "row" and size > 1:
+        return None
+    infos = [reader.stored(n) for n in entry.hf]
+    if any(i.dtype != dtype or not i.shape or tuple(i.shape[1:]) != tuple(shape[1:]) for i in infos):
+        return None
+    out = []
+    for name, info in zip(entry.hf, infos):
+        rows = info.shape[0]
+        if entry.tp == "replicated" or size == 1:
+            out.append((name, 0, rows))
+        elif rows % size:
+            return None
+        else:
+            out.append((name, rank * (rows // size), rows // size))
+    return out if sum(n for _, _, n in out) == shape[0] else None
+
+
 @torch.no_grad()
 def hf_local_tensor(entry, shape: tuple, dtype: torch.dtype, layout, cfg: ModelConfig,
                     reader: HFReader) -> torch.Tensor:
     """This rank's piece of ``entry`` (``shape``, ``dtype``), read from HF, merged and cut to
-    its TP shard; contiguous and owning its memory (the HF tensors are dropped on return)."""
+    its TP shard; contiguous and owning its memory (the HF tensors are dropped on return).
+
+    Most tensors (copies and gate/up concatenations split along dim 0 or not at all, stored in
+    the model's dtype) are a few contiguous row ranges of the HF files: those are read straight
+    into the result (:func:`row_ranges`), once, and only this rank's rows. The rest are read
+    whole, merged and cut."""
+    ranges = row_ranges(entry, shape, dtype, layout, reader)
+    if ranges is not None:
+        out = torch.empty(shape, dtype=dtype)
+        row = 0
+        for name, first, rows in ranges:
+            reader.read_rows_into(name, first, out[row:row + rows])
+            row += rows
+        return out
     full = entry.merge.to_megatron([reader.get(n, dtype) for n in entry.hf])
     rank, size = layout.tp_coords(entry)
     rows = shape[0] * size if entry.tp == "vocab" else None  # the model's padded vocabulary

@@ -84,14 +84,33 @@ def read_header(path: str | Path) -> dict[str, TensorInfo]:
 def read_tensor(fd: int, info: TensorInfo, path: str | Path = "") -> torch.Tensor:
     """The tensor at ``info`` of the open file ``fd``, read into new memory (no mapping)."""
     buf = torch.empty(info.nbytes, dtype=torch.uint8)
-    view = memoryview(buf.numpy()) if info.nbytes else memoryview(b"")
-    done = 0
-    while done < info.nbytes:
-        got = os.preadv(fd, [view[done:]], info.begin + done)
-        if got <= 0:
-            raise ValueError(f"{path}: unexpected end of file reading {info.nbytes} bytes at {info.begin}")
-        done += got
+    _pread_into(fd, buf, info.begin, path)
     return buf.view(info.dtype).reshape(info.shape)
+
+
+def read_rows_into(fd: int, info: TensorInfo, first: int, out: torch.Tensor, path: str | Path = "") -> None:
+    """Rows ``first .. first + out.shape[0] - 1`` (dim 0) of the tensor at ``info`` straight
+    into ``out`` (contiguous, the tensor's dtype and trailing shape): one contiguous byte range
+    of the file, read without an intermediate buffer."""
+    if out.dtype != info.dtype or tuple(out.shape[1:]) != tuple(info.shape[1:]) or not out.is_contiguous():
+        raise ValueError(f"{path}: cannot read rows of {tuple(info.shape)} {info.dtype} into "
+                         f"{tuple(out.shape)} {out.dtype}")
+    if first < 0 or first + out.shape[0] > info.shape[0]:
+        raise ValueError(f"{path}: rows {first}..{first + out.shape[0] - 1} are outside {tuple(info.shape)}")
+    row_bytes = info.nbytes // info.shape[0]
+    _pread_into(fd, out.view(-1).view(torch.uint8), info.begin + first * row_bytes, path)
+
+
+def _pread_into(fd: int, buf: torch.Tensor, offset: int, path: str | Path) -> None:
+    """Fill the flat uint8 tensor ``buf`` from ``fd`` at ``offset``."""
+    nbytes = buf.numel()
+    view = memoryview(buf.numpy()) if nbytes else memoryview(b"")
+    done = 0
+    while done < nbytes:
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise ValueError(f"{path}: unexpected end of file reading {nbytes} bytes at {offset}")
+        done += got
 
 
 def header_bytes(specs: dict[str, tuple[tuple, torch.dtype]], metadata: Optional[dict] = None

@@ -32,7 +32,7 @@ difference (the tests load these checkpoints at TP/PP/EP > 1). Only the number o
 ``.distcp`` files per rank differs (one instead of ``thread_count``), which the format allows.
 
 Peak memory: the largest parameter's full tensor (plus the HF tensors it is merged from, and
-a clone of a view when a factory splits it), independent of model size.
+a copy of a non-contiguous view when a factory splits it that way), independent of model size.
 """
 
 from __future__ import annotations
@@ -54,10 +54,19 @@ def storage_key(t: torch.Tensor) -> int:
 
 def take_view(real: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """The part of ``real`` that the view ``like`` (of the same-shaped meta/real base) selects,
-    as a tensor owning exactly its bytes (``torch.save`` of a view would save the whole base)."""
+    as a tensor whose storage is exactly its bytes (``torch.save`` of a view would save the
+    whole base). A contiguous part (the gate or up half of ``linear_fc1``, which Megatron saves
+    as two pieces) gets a slice of ``real``'s storage -- shared memory, no copy; any other part
+    is copied."""
     if like.shape == real.shape and like.stride() == real.stride() and like.storage_offset() == 0:
         return real
-    return real.as_strided(like.size(), like.stride(), like.storage_offset()).clone()
+    view = real.as_strided(like.size(), like.stride(), like.storage_offset())
+    if not view.is_contiguous():
+        return view.clone()
+    size = real.element_size()
+    start = view.storage_offset() * size
+    storage = real.untyped_storage()[start:start + view.numel() * size]
+    return torch.empty(0, dtype=real.dtype).set_(storage, 0, view.size(), view.stride())
 
 
 def _writer_class():

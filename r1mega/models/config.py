@@ -1,6 +1,7 @@
 """Typed description of a model architecture, independent of any framework.
 
-One ``ModelConfig`` describes every family r1mega builds: dense Llama/Qwen-style decoders and
+One ``ModelConfig`` describes every family r1mega builds: dense Llama/Qwen-style decoders (Qwen3
+with per-head QK-norm), softmax-routed MoE decoders with standard attention (Qwen3-MoE) and
 DeepSeek-V3-style MoE decoders with Multi-head Latent Attention (MLA). The provider
 (``r1mega.models.provider``) turns it into a Megatron-Core ``TransformerConfig`` + layer spec;
 the converters map it to and from a Hugging Face ``config.json``; the planner reads it to
@@ -14,7 +15,7 @@ from typing import Optional
 
 from r1mega.config.errors import ConfigError
 
-FAMILIES = ("deepseek_v3", "qwen2", "llama")
+FAMILIES = ("deepseek_v3", "qwen2", "llama", "qwen3", "qwen3_moe")
 SPECS = ("auto", "local", "te")
 
 
@@ -25,7 +26,7 @@ class ModelConfig:
     name: str = "deepseek_v3_tiny"
     """Human-readable name; recorded in checkpoints and metrics."""
     family: str = "deepseek_v3"
-    """Which weight-name mapping applies: one of deepseek_v3, qwen2, llama."""
+    """Which weight-name mapping applies: one of deepseek_v3, qwen2, llama, qwen3, qwen3_moe."""
     spec: str = "auto"
     """Layer implementation: local (pure Megatron-Core, runs on CPU), te (Transformer Engine),
     auto (te when CUDA and Transformer Engine are present, else local)."""
@@ -50,6 +51,10 @@ class ModelConfig:
     """RMSNorm epsilon."""
     add_qkv_bias: bool = False
     """Bias on the query/key/value projections (Qwen2)."""
+    qk_layernorm: bool = False
+    """Per-head RMSNorm of queries and keys before the rotary embedding (Qwen3's q_norm /
+    k_norm; Megatron's q_layernorm / k_layernorm). Standard attention only: MLA always has
+    its own latent norms."""
     tie_embeddings: bool = False
     """Share input embedding and output layer weights."""
     init_method_std: float = 0.02
@@ -62,7 +67,12 @@ class ModelConfig:
     rope_scaling_factor: float = 1.0
     """YaRN / Llama-3 scaling factor."""
     rope_original_max_position_embeddings: int = 4096
-    """Context length the rope scaling was derived from."""
+    """Context length the rope scaling was derived from (YaRN; Llama 3: 8192 in every release)."""
+    rope_low_freq_factor: float = 1.0
+    """Llama-3 rope scaling: wavelengths above original / low_freq_factor are divided by the factor."""
+    rope_high_freq_factor: float = 4.0
+    """Llama-3 rope scaling: wavelengths below original / high_freq_factor are kept; those
+    between the two bounds are interpolated."""
     yarn_beta_fast: float = 32.0
     """YaRN beta_fast."""
     yarn_beta_slow: float = 1.0
@@ -97,6 +107,11 @@ class ModelConfig:
     """The first k layers use a dense MLP (DeepSeek-V3: 3)."""
     moe_router_score_function: str = "softmax"
     """'softmax' or 'sigmoid' (DeepSeek-V3)."""
+    moe_router_norm_topk: bool = True
+    """Renormalise the selected experts' routing weights to sum to 1 (HF ``norm_topk_prob``;
+    Qwen3-MoE and DeepSeek-V3: true). For the softmax router false means the softmax over all
+    experts, unnormalised (Megatron's ``moe_router_pre_softmax``); the sigmoid router always
+    renormalises."""
     moe_router_enable_expert_bias: bool = False
     """Aux-loss-free balancing: a per-expert bias used only for expert selection."""
     moe_router_bias_update_rate: float = 1e-3
@@ -153,6 +168,12 @@ class ModelConfig:
                 f"{prefix}.num_attention_heads={self.num_attention_heads} is not divisible by "
                 f"{prefix}.num_query_groups={self.num_query_groups}"
             )
+        if self.rope_type == "llama3" and not (0 < self.rope_low_freq_factor < self.rope_high_freq_factor):
+            raise ConfigError(f"{prefix}.rope_low_freq_factor={self.rope_low_freq_factor} and "
+                             f"{prefix}.rope_high_freq_factor={self.rope_high_freq_factor} must satisfy 0 < low < high")
+        if self.qk_layernorm and self.multi_latent_attention:
+            raise ConfigError(f"{prefix}.qk_layernorm=true is for standard attention; MLA "
+                             f"({prefix}.multi_latent_attention=true) has its own latent norms")
         if self.rope_type not in ("rope", "llama3", "yarn"):
             raise ConfigError(f"{prefix}.rope_type={self.rope_type!r} is not one of rope, llama3, yarn")
         if self.is_moe:
@@ -171,6 +192,9 @@ class ModelConfig:
             raise ConfigError(f"{prefix}.moe_router_topk={self.moe_router_topk} must be in [1, num_experts={self.num_experts}]")
         if self.moe_router_score_function not in ("softmax", "sigmoid"):
             raise ConfigError(f"{prefix}.moe_router_score_function={self.moe_router_score_function!r} is not softmax or sigmoid")
+        if self.moe_router_score_function == "sigmoid" and not self.moe_router_norm_topk:
+            raise ConfigError(f"{prefix}.moe_router_norm_topk=false needs {prefix}.moe_router_score_function=softmax "
+                             "(Megatron's sigmoid router always renormalises the top-k weights)")
         if self.moe_router_num_groups:
             if self.num_experts % self.moe_router_num_groups:
                 raise ConfigError(

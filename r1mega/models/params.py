@@ -8,7 +8,8 @@ check the architecture YAMLs against published sizes (DeepSeek-V3: 671B total, 3
 The counts follow Megatron-Core's modules exactly (the provider builds these):
 
 * attention, standard (MHA/GQA): a fused QKV projection ``h x (a + 2 kv) d`` (+ bias for
-  Qwen2), the output projection ``a d x h``, and the input RMSNorm;
+  Qwen2), the output projection ``a d x h``, the input RMSNorm, and for Qwen3 the per-head
+  query and key RMSNorms (``2 d``);
 * attention, MLA: the query down projection ``h x q_lora`` and its RMSNorm (or one plain query
   projection when ``q_lora_rank`` is None), the query up projection
   ``q_lora x a (d_nope + d_rope)``, the key/value down projection ``h x (kv_lora + d_rope)``
@@ -40,7 +41,8 @@ def attention_params(m: ModelConfig) -> dict[str, int]:
     if not m.multi_latent_attention:
         d, kv = m.head_dim, m.kv_heads
         qkv = h * (a + 2 * kv) * d + ((a + 2 * kv) * d if m.add_qkv_bias else 0)
-        return {"tp_split": qkv + a * d * h, "replicated": norm}
+        qk_norms = 2 * d if m.qk_layernorm else 0
+        return {"tp_split": qkv + a * d * h, "replicated": norm + qk_norms}
     qk = m.qk_head_dim + m.qk_pos_emb_head_dim
     if m.q_lora_rank:
         q_rep = h * m.q_lora_rank + m.q_lora_rank  # down projection + its RMSNorm

@@ -88,7 +88,7 @@ def transformer_config(model: ModelConfig, dims: ParallelDims, precision: Precis
         **_fp8_kwargs(precision),
     )
     if not model.multi_latent_attention:
-        return TransformerConfig(**kwargs)
+        return TransformerConfig(**kwargs, qk_layernorm=model.qk_layernorm)
     return MLATransformerConfig(
         **kwargs,
         multi_latent_attention=True,
@@ -124,7 +124,8 @@ def _moe_kwargs(model: ModelConfig) -> dict:
         moe_router_num_groups=model.moe_router_num_groups,
         moe_router_group_topk=model.moe_router_group_topk,
         moe_router_topk_scaling_factor=model.moe_router_topk_scaling_factor,
-        moe_router_pre_softmax=model.moe_router_score_function == "softmax",
+        # softmax over the top-k logits == the full softmax's top-k renormalised (norm_topk_prob)
+        moe_router_pre_softmax=model.moe_router_score_function == "softmax" and not model.moe_router_norm_topk,
         moe_router_load_balancing_type="seq_aux_loss" if model.moe_aux_loss_coeff > 0 else "none",
         moe_aux_loss_coeff=model.moe_aux_loss_coeff,
         moe_router_dtype="fp32",
@@ -152,7 +153,22 @@ def layer_spec(model: ModelConfig, config, spec: str):
             layer.submodules.self_attention.submodules.core_attention = SDPACoreAttention
             if model.multi_latent_attention:
                 layer.submodules.sharded_state_dict_keys_map = _te_keys_for_local_mla(layer)
+            elif not _is_dense(layer):
+                layer.submodules.sharded_state_dict_keys_map = _te_keys_for_local_moe(layer)
     return block
+
+
+def _is_dense(layer) -> bool:
+    from megatron.core.transformer.mlp import MLP
+
+    return layer.submodules.mlp.module is MLP
+
+
+def _te_keys_for_local_moe(layer) -> dict:
+    """Megatron's local spec for standard attention maps ``pre_mlp_layernorm.`` to TE's fused
+    ``mlp.linear_fc1.layer_norm_`` in MoE layers too, where TE keeps ``pre_mlp_layernorm``
+    (its MoE MLP has no ``linear_fc1``); only the input-norm renaming applies there (Qwen3-MoE)."""
+    return {k: v for k, v in layer.submodules.sharded_state_dict_keys_map.items() if k != "pre_mlp_layernorm."}
 
 
 def _te_keys_for_local_mla(layer) -> dict:
@@ -215,9 +231,33 @@ def build_model(
         mtp_block_spec=mtp,
         **rope_kwargs,
     )
+    if model.rope_type == "llama3":
+        _llama3_inv_freq(gpt, model)
     if torch.cuda.is_available():
         gpt.cuda(torch.cuda.current_device())
     return gpt
+
+
+def _llama3_inv_freq(gpt, model: ModelConfig) -> None:
+    """Llama-3 rope scaling with the config's ``low/high_freq_factor`` and original context.
+
+    Megatron-Core 0.16's ``RotaryEmbedding`` passes only the factor to its ``_apply_scaling``,
+    whose other arguments default to Llama 3.1's values (1, 4, 8192). The frequencies are
+    recomputed here with the same function and all four values: bit-identical for those
+    defaults (tests/convert), correct for any other. Before the first forward, whose result
+    Megatron caches per sequence length.
+    """
+    rope = getattr(gpt, "rotary_pos_emb", None)
+    if rope is None:
+        return
+    dim = model.head_dim  # rotary_percent is 1.0
+    base = int(model.rotary_base)  # as GPTModel receives it
+    device = rope.inv_freq.device
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32, device=device) / dim))
+    rope.inv_freq = rope._apply_scaling(
+        inv_freq, factor=model.rope_scaling_factor, low_freq_factor=model.rope_low_freq_factor,
+        high_freq_factor=model.rope_high_freq_factor,
+        original_max_position_embeddings=model.rope_original_max_position_embeddings)
 
 
 def describe(model: ModelConfig) -> dict:

@@ -74,7 +74,7 @@ def live(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("family", ["qwen2", "deepseek_v3"])
+@pytest.mark.parametrize("family", ["qwen2", "deepseek_v3", "qwen3", "qwen3_moe"])
 def test_sync_delivers_every_hf_tensor_exactly_and_reuses_the_plan(live, family):
     chunk, cfg, originals, _ = live(family)
     bucket_bytes = 48 * 1024
@@ -122,7 +122,7 @@ def checkpoint_names(names: set, num_experts: int) -> set:
     return out
 
 
-@pytest.mark.parametrize("family", ["qwen2", "deepseek_v3"])
+@pytest.mark.parametrize("family", ["qwen2", "deepseek_v3", "qwen3", "qwen3_moe"])
 def test_plan_covers_every_parameter_of_the_transformers_model(live, family):
     """Name coverage: the names vLLM's load_weights gets are exactly the HF model's parameters
     (a tied lm_head is the embedding, which vLLM's tied models skip as well)."""

@@ -56,3 +56,15 @@ def test_verify_console_command_prints_one_json_line(converted):
     assert len(lines) == 1
     result = json.loads(lines[0])
     assert result["max_abs_diff"] <= 1e-4 and result["top1_agreement"] == 1.0 and result["tokens"] == 32
+
+
+def test_mtp_flag_reaches_the_importer(converted, tmp_path, capsys):
+    """``--mtp require`` on a checkpoint declaring no MTP layer: exit 2 naming the flag;
+    ``--mtp drop`` on one with an MTP layer: imported without it."""
+    hf, _ = converted("deepseek_v3")
+    assert main(["import", "--hf-path", str(hf), "--megatron-path", str(tmp_path / "a"), "--mtp", "require"]) == 2
+    assert "error: --mtp require: " in capsys.readouterr().err
+    hf_mtp, _ = converted("deepseek_v3_mtp")
+    assert main(["import", "--hf-path", str(hf_mtp), "--megatron-path", str(tmp_path / "b"), "--mtp", "drop"]) == 0
+    meta = json.loads((tmp_path / "b" / "iter_0000000" / "r1mega.json").read_text())
+    assert meta["model"]["mtp_num_layers"] == 0

@@ -144,11 +144,12 @@ def test_table_covers_the_megatron_model_exactly(family, one_rank):
 
 def _per_expert_shapes(hf_cfg) -> dict:
     """On-disk (per-expert) HF names; transformers 5 fuses experts in memory."""
-    if not getattr(hf_cfg, "n_routed_experts", None):
+    experts = getattr(hf_cfg, "n_routed_experts", None) or getattr(hf_cfg, "num_experts", None)
+    if not experts:
         return {}
     out = {}
-    for layer in range(hf_cfg.first_k_dense_replace, hf_cfg.num_hidden_layers):
-        for e in range(hf_cfg.n_routed_experts):
+    for layer in range(getattr(hf_cfg, "first_k_dense_replace", 0), hf_cfg.num_hidden_layers):
+        for e in range(experts):
             p = f"model.layers.{layer}.mlp.experts.{e}"
             inter, hidden = hf_cfg.moe_intermediate_size, hf_cfg.hidden_size
             out[f"{p}.gate_proj.weight"] = torch.empty(inter, hidden)
@@ -157,12 +158,14 @@ def _per_expert_shapes(hf_cfg) -> dict:
     return out
 
 
-def test_local_mla_checkpoint_keys_are_the_te_names(one_rank):
-    """The local MLA spec checkpoints its latent norms under TE's fused names, so a checkpoint
-    written on CPU (local spec) loads into a TE model and vice versa."""
+@pytest.mark.parametrize("family", ["deepseek_v3", "qwen3_moe"])  # per-layer keys (dense-only models stack them)
+def test_local_checkpoint_norm_keys_are_the_te_names(one_rank, family):
+    """The local spec checkpoints its norms under the TE spec's names (MLA latent norms fused
+    into the up projections; a standard-attention MoE layer's pre-MLP norm kept separate, as TE
+    keeps it), so a checkpoint written on CPU (local spec) loads into a TE model and vice versa."""
     from r1mega.convert.megatron_io import build_chunk
 
-    cfg = model_config_from_hf(hf_config("deepseek_v3").to_dict())
+    cfg = model_config_from_hf(hf_config(family).to_dict())
     keys = {v.key for v in build_chunk(cfg, one_rank).sharded_state_dict().values() if hasattr(v, "key")}
     te = {e.global_name for e in entries(cfg, MappingOptions(spec="te")) if "norm" in e.global_name}
     assert te <= keys

@@ -9,6 +9,9 @@ add_mtp_layers``: random tensors, plus the embedding/head copies DeepSeek stores
   (``MtpModel``, float64) computes, at TP=1 and at TP=2/PP=2/EP=2;
 * a forward without labels (RL, decoding, ``verify``) is the main head alone; the SFT forward
   adds ``mtp_loss_scaling_factor`` x the MTP loss over the (shifted) loss mask;
+* ``--mtp``: a transformers-written checkpoint (MTP declared, no tensors) imports without MTP
+  under ``auto`` (said on stderr; recorded and exported configs say 0 layers), fails under
+  ``require`` naming the first missing tensor; ``drop`` removes present MTP layers;
 * bad inputs: a model expecting MTP without the tensors fails naming the first missing one;
   an HF copy of the embedding that differs from the embedding is reported.
 
@@ -155,19 +158,73 @@ def test_sft_step_adds_the_scaled_mtp_loss_over_the_loss_mask(converted):
     MTPLossLoggingHelper.tracker.clear()
 
 
-def test_model_expecting_mtp_needs_the_tensors(converted, tmp_path):
+def test_model_expecting_mtp_needs_the_tensors_with_mtp_require(converted, tmp_path):
     hf, _ = converted("deepseek_v3")
     cfg = model_config_from_hf(json.loads((hf / "config.json").read_text()))
     missing = r"missing tensor 'model\.layers\.2\.enorm\.weight' \(needed for Megatron mtp\.layers\.0\.enorm\.weight\)"
     with pytest.raises(ValueError, match=missing):  # the YAML model asks for MTP
-        import_hf(hf, tmp_path / "a", model_config=dataclasses.replace(cfg, mtp_num_layers=1))
+        import_hf(hf, tmp_path / "a", model_config=dataclasses.replace(cfg, mtp_num_layers=1), mtp="require")
     declared = shutil.copytree(hf, tmp_path / "hf")
     raw = json.loads((declared / "config.json").read_text())
     raw["num_nextn_predict_layers"] = 1  # config.json declares a layer the weights lack
     (declared / "config.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match=missing):
-        import_hf(declared, tmp_path / "b")
-    assert not (tmp_path / "a" / "iter_0000000").exists() and not (tmp_path / "b" / "iter_0000000").exists()
+        import_hf(declared, tmp_path / "b", mtp="require")
+    with pytest.raises(ValueError, match=r"--mtp require: .* declares no multi-token-prediction layers"):
+        import_hf(hf, tmp_path / "c", mtp="require")
+    with pytest.raises(ValueError, match=r"--mtp='maybe' is not one of"):
+        import_hf(hf, tmp_path / "d", mtp="maybe")
+    assert not any((tmp_path / d / "iter_0000000").exists() for d in "abcd")
+
+
+@pytest.fixture(scope="module")
+def saved_by_transformers(tmp_path_factory):
+    """A DeepSeek-V3 checkpoint as ``save_pretrained`` writes it: the config keeps
+    ``num_nextn_predict_layers: 1`` (transformers' default), the weights have no MTP layer."""
+    from tests.convert.tiny_models import make_hf
+
+    hf = make_hf("deepseek_v3", tmp_path_factory.mktemp("st") / "hf", num_mtp_layers=1)
+    assert json.loads((hf / "config.json").read_text())["num_nextn_predict_layers"] == 1
+    assert not any(n.startswith("model.layers.2.") for n in read_all(hf))
+    return hf
+
+
+def test_auto_imports_a_transformers_checkpoint_without_mtp_and_says_so(saved_by_transformers, tmp_path, capfd):
+    """``--mtp auto`` (the default): no MTP tensors -> a model without MTP, said on stderr; the
+    recorded config, the exported config.json and the weights all agree with that, and the
+    logits match transformers'. ``--mtp require`` refuses the same checkpoint."""
+    hf = saved_by_transformers
+    with pytest.raises(ValueError, match=r"missing tensor 'model\.layers\.2\.enorm\.weight'"):
+        import_hf(hf, tmp_path / "req", mtp="require")
+    capfd.readouterr()
+    import_hf(hf, tmp_path / "meg")
+    err = capfd.readouterr().err
+    assert "declares 1 multi-token-prediction layer(s)" in err and "['model.layers.2']" in err
+    assert "importing 0 MTP layer(s)" in err and "model.mtp_num_layers=0" in err
+    assert load_model_config(tmp_path / "meg").mtp_num_layers == 0
+    out = export_hf(tmp_path / "meg", tmp_path / "out")
+    out_cfg = json.loads((out / "config.json").read_text())
+    assert out_cfg["num_nextn_predict_layers"] == 0 and model_config_from_hf(out_cfg).mtp_num_layers == 0
+    original, exported = read_all(hf), read_all(out)
+    assert set(exported) == set(original) and all(torch.equal(exported[n], t) for n, t in original.items())
+    result = verify(hf, tmp_path / "meg", batch=2, seq_len=16)
+    assert result["max_abs_diff"] <= TOL and result["top1_agreement"] == 1.0, result
+
+
+def test_auto_keeps_present_mtp_and_drop_removes_it(converted, tmp_path, capfd):
+    """With the tensors present ``auto`` imports the MTP layer silently (the session fixture
+    ``deepseek_v3_mtp`` is imported that way); ``drop`` builds none and exports none."""
+    hf, meg = converted(MTP)
+    assert load_model_config(meg).mtp_num_layers == 1
+    capfd.readouterr()
+    import_hf(hf, tmp_path / "meg", mtp="drop")
+    assert "multi-token-prediction" not in capfd.readouterr().err
+    assert load_model_config(tmp_path / "meg").mtp_num_layers == 0
+    out = export_hf(tmp_path / "meg", tmp_path / "out")
+    assert json.loads((out / "config.json").read_text())["num_nextn_predict_layers"] == 0
+    original, exported = read_all(hf), read_all(out)
+    assert set(exported) == {n for n in original if not n.startswith("model.layers.2.")}
+    assert all(torch.equal(exported[n], original[n]) for n in exported)
 
 
 def test_differing_embedding_copy_is_reported_and_replaced(converted, tmp_path, caplog):

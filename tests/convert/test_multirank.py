@@ -17,6 +17,8 @@ Megatron groups), which keeps the spawn cost to one per family.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -31,7 +33,17 @@ LAYOUTS = {  # (tp, pp, ep, etp)
     "qwen2": [(2, 1, 1, 1), (1, 2, 1, 1)],
     "llama": [(2, 1, 1, 1), (1, 2, 1, 1)],
     "deepseek_v3": [(2, 1, 2, 1), (1, 2, 1, 1), (1, 1, 1, 2)],
+    "qwen3": [(2, 1, 1, 1), (1, 2, 1, 1)],
+    "qwen3_moe": [(2, 1, 2, 1), (1, 2, 1, 1)],
 }
+
+
+def fp8_linear_count(meg) -> int:
+    """HF linear weights (each gets a block-scale tensor in the FP8 stream) of a checkpoint."""
+    from r1mega.convert import load_model_config
+    from r1mega.convert.mappings import MappingOptions, entries
+
+    return sum(len(e.hf) for e in entries(load_model_config(meg), MappingOptions()) if e.fp8)
 
 
 def reference(hf, path, vocab):
@@ -58,11 +70,12 @@ def assert_layout_results(results: dict, fp8_count: int = 40) -> None:
         assert any(per[i]["parity"] is not None for per in results.values())
 
 
-@pytest.mark.parametrize("family", ["qwen2", "llama", "deepseek_v3"])
+@pytest.mark.parametrize("family", list(LAYOUTS))
 def test_layouts_on_two_ranks(family, converted, tmp_path):
     hf, meg = converted(family)
     ref = reference(hf, tmp_path / "ref.pt", 256)
-    assert_layout_results(run_ranks(2, workers.check_layouts, str(hf), str(meg), str(ref), LAYOUTS[family]))
+    assert_layout_results(run_ranks(2, workers.check_layouts, str(hf), str(meg), str(ref), LAYOUTS[family]),
+                          fp8_count=fp8_linear_count(meg))
 
 
 def test_import_under_two_ranks_at_tp2_ep2(converted, tmp_path):
@@ -80,3 +93,28 @@ def test_deepseek_tp2_pp2_ep2_on_four_ranks(converted, tmp_path):
     ref = reference(hf, tmp_path / "ref.pt", 256)
     assert_layout_results(run_ranks(4, workers.check_layouts, str(hf), str(meg), str(ref), [(2, 2, 2, 1)],
                                     timeout=400))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family,layout", [("qwen3", (2, 2, 1)), ("qwen3_moe", (2, 2, 2))])
+def test_qwen3_import_and_export_at_tp2_pp2_on_four_ranks(family, layout, converted, tmp_path):
+    """Qwen3 at TP=2/PP=2 and Qwen3-MoE at TP=2/PP=2/EP=2: load, stream, fill and logits at that
+    layout; an import run on four ranks at it, exported back bit-exactly by one process and by
+    the four ranks (the live-model stream), with the source's config."""
+    from r1mega.convert.mappings import architecture_mismatches, model_config_from_hf
+
+    hf, meg = converted(family)
+    tp, pp, ep = layout
+    ref = reference(hf, tmp_path / "ref.pt", 256)
+    assert_layout_results(run_ranks(4, workers.check_layouts, str(hf), str(meg), str(ref), [(tp, pp, ep, 1)],
+                                    timeout=400), fp8_count=fp8_linear_count(meg))
+    run_ranks(4, workers.import_at_layout, str(hf), str(tmp_path / "meg4"), tp, pp, ep, timeout=400)
+    run_ranks(4, workers.export_at_layout, str(tmp_path / "meg4"), str(tmp_path / "out4"), tp, pp, ep, timeout=400)
+    original = read_all(hf)
+    source_cfg = model_config_from_hf(json.loads((hf / "config.json").read_text()))
+    for out in (export_hf(tmp_path / "meg4", tmp_path / "out"), tmp_path / "out4"):
+        exported = read_all(out)
+        assert set(exported) == set(original), out
+        assert all(torch.equal(exported[n], t) for n, t in original.items()), out
+        out_cfg = model_config_from_hf(json.loads((out / "config.json").read_text()))
+        assert architecture_mismatches(source_cfg, out_cfg) == [], out

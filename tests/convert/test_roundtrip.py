@@ -16,7 +16,7 @@ import json
 import pytest
 import torch
 
-from r1mega.convert import export_hf, import_hf, verify
+from r1mega.convert import export_hf, import_hf, load_model_config, verify
 from r1mega.convert.mappings import architecture_mismatches, model_config_from_hf
 from tests.convert.tiny_models import FAMILIES, make_hf, read_all
 
@@ -129,3 +129,95 @@ def test_deepseek_mtp_layers_are_skipped_when_the_model_has_none(converted, tmp_
     exported, original = read_all(out), read_all(hf)
     assert set(exported) == set(original) - set(added)
     assert all(torch.equal(exported[n], original[n]) for n in exported)
+
+
+def test_qwen3_qk_norms_are_mapped_to_their_own_projection(converted, tmp_path):
+    """Negative control for QK-norm: the same Megatron checkpoint against the HF weights with
+    each layer's ``q_norm`` and ``k_norm`` exchanged (norm weights are 1 +- 0.1, so only the
+    right pairing gives parity; observed 0.11)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    src, meg = converted("qwen3")
+    hf = shutil.copytree(src, tmp_path / "hf")
+    tensors = load_file(hf / "model.safetensors")
+    for layer in range(2):
+        q, k = (f"model.layers.{layer}.self_attn.{n}_norm.weight" for n in "qk")
+        tensors[q], tensors[k] = tensors[k].clone(), tensors[q].clone()
+    save_file(tensors, str(hf / "model.safetensors"), metadata={"format": "pt"})
+    bad = _verify_ignoring_config(hf, meg)
+    assert bad["max_abs_diff"] > NEG, bad
+
+
+def test_qwen3_moe_top_k_normalisation_is_needed(converted, tmp_path):
+    """``norm_topk_prob`` changes the model: the checkpoint imported with it (Megatron's softmax
+    over the top-k logits) against transformers without it (the full softmax, unnormalised)
+    fails parity (observed 0.12), so the routing the parity test passes is the normalised one;
+    imported without it, the checkpoint matches transformers again."""
+    import shutil
+
+    src, meg = converted("qwen3_moe")
+    assert load_model_config(meg).moe_router_norm_topk
+    hf = shutil.copytree(src, tmp_path / "hf")
+    raw = json.loads((hf / "config.json").read_text())
+    assert raw["norm_topk_prob"] is True
+    raw["norm_topk_prob"] = False
+    (hf / "config.json").write_text(json.dumps(raw))
+    bad = _verify_ignoring_config(hf, meg)
+    assert bad["max_abs_diff"] > NEG, bad
+    import_hf(hf, tmp_path / "meg")  # without normalisation: Megatron's pre-softmax routing
+    assert load_model_config(tmp_path / "meg").moe_router_norm_topk is False
+    good = verify(hf, tmp_path / "meg")
+    assert good["max_abs_diff"] <= TOL and good["top1_agreement"] == 1.0, good
+
+
+LLAMA3_OTHER_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 4.0, "low_freq_factor": 2.0,
+                     "high_freq_factor": 8.0, "original_max_position_embeddings": 2048}
+
+
+def test_llama3_rope_with_other_original_context_and_frequency_factors(tmp_path):
+    """Llama-3 rope scaling with values other than Llama 3.1's (which Megatron-Core 0.16 hard-codes):
+    parity with transformers on 512 positions, the values survive export; the same weights with
+    Megatron's hard-coded values differ (observed 0.082 at 512 positions, 0.0055 at 32: the
+    rescaled wavelengths are long, so the control needs long sequences)."""
+    import dataclasses
+
+    from r1mega.convert import latest_iteration_dir
+    from r1mega.convert.megatron_io import build_chunk, load_model, setup
+    from r1mega.convert.verify import compare, hf_logits, megatron_logits, random_tokens
+
+    hf = make_hf("llama", tmp_path / "hf", rope_parameters=LLAMA3_OTHER_ROPE)
+    import_hf(hf, tmp_path / "meg")
+    cfg = load_model_config(tmp_path / "meg")
+    assert (cfg.rope_original_max_position_embeddings, cfg.rope_low_freq_factor, cfg.rope_high_freq_factor,
+            cfg.rope_scaling_factor) == (2048, 2.0, 8.0, 4.0)
+    good = verify(hf, tmp_path / "meg", batch=1, seq_len=512)
+    assert good["max_abs_diff"] <= TOL and good["top1_agreement"] == 1.0, good
+    out = export_hf(tmp_path / "meg", tmp_path / "out")
+    assert json.loads((out / "config.json").read_text())["rope_parameters"] == LLAMA3_OTHER_ROPE
+
+    fixed = dataclasses.replace(cfg, rope_original_max_position_embeddings=8192, rope_low_freq_factor=1.0,
+                                rope_high_freq_factor=4.0)
+    chunk = build_chunk(fixed, setup(fixed), "fp32")
+    load_model(chunk, latest_iteration_dir(tmp_path / "meg"))
+    tokens = random_tokens(cfg.vocab_size, batch=1, seq_len=512)
+    bad = compare(hf_logits(hf, tokens), megatron_logits(chunk, tokens, cfg.vocab_size))
+    assert bad["max_abs_diff"] > NEG, bad
+
+
+def test_llama3_frequencies_with_llama_3_1_values_are_megatrons_own(converted):
+    """For Llama 3.1's values the recomputed frequencies are bit-identical to what Megatron's
+    RotaryEmbedding computes by itself, so released Llama 3.x models are unchanged."""
+    from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+
+    from r1mega.convert.megatron_io import build_chunk, setup
+
+    _, meg = converted("llama")
+    cfg = load_model_config(meg)
+    assert (cfg.rope_original_max_position_embeddings, cfg.rope_low_freq_factor, cfg.rope_high_freq_factor) == (
+        8192, 1.0, 4.0)
+    chunk = build_chunk(cfg, setup(cfg), "fp32")
+    own = RotaryEmbedding(cfg.head_dim, 1.0, rotary_base=int(cfg.rotary_base), rope_scaling=True,
+                          rope_scaling_factor=cfg.rope_scaling_factor, use_cpu_initialization=True)
+    assert torch.equal(chunk.rotary_pos_emb.inv_freq, own.inv_freq)

@@ -8,7 +8,11 @@ exercise the interesting cases on two CPU cores in seconds:
   to 384 at TP=1 and 512 at TP=2, so loading at another TP exercises the padding mismatch);
 * llama: untied, explicit head_dim != hidden/heads, Llama-3.1 rope scaling;
 * deepseek_v3: MLA with q LoRA, YaRN with mscale_all_dim, one dense + one MoE layer,
-  8 experts in 4 groups (top-4, 2 groups), a shared expert, expert-score bias.
+  8 experts in 4 groups (top-4, 2 groups), a shared expert, expert-score bias;
+* qwen3: QK-norm, no QKV bias, untied, head_dim 32 != hidden/heads (as Qwen3-30B-A3B's 128 vs
+  64), GQA (4 heads, 2 groups), vocabulary 300 (padded);
+* qwen3_moe: the same attention, tied embeddings, every layer MoE: 8 experts, top-4 with
+  normalised weights (norm_topk_prob), no shared expert.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-FAMILIES = ("qwen2", "llama", "deepseek_v3")
+FAMILIES = ("qwen2", "llama", "deepseek_v3", "qwen3", "qwen3_moe")
 INDEX = "model.safetensors.index.json"
 
 
 def hf_config(family: str, **overrides):
-    from transformers import DeepseekV3Config, LlamaConfig, Qwen2Config
+    from transformers import DeepseekV3Config, LlamaConfig, Qwen2Config, Qwen3Config, Qwen3MoeConfig
 
     if family == "qwen2":
         kw = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -49,6 +53,19 @@ def hf_config(family: str, **overrides):
                                    "original_max_position_embeddings": 256, "beta_fast": 32.0,
                                    "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0})
         return DeepseekV3Config(**{**kw, **overrides})
+    if family == "qwen3":
+        kw = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=1024,
+                  rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, tie_word_embeddings=False,
+                  rms_norm_eps=1e-6)
+        return Qwen3Config(**{**kw, **overrides})
+    if family == "qwen3_moe":
+        kw = dict(vocab_size=256, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                  num_experts=8, num_experts_per_tok=4, norm_topk_prob=True, max_position_embeddings=1024,
+                  rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, tie_word_embeddings=True,
+                  rms_norm_eps=1e-6)
+        return Qwen3MoeConfig(**{**kw, **overrides})
     raise ValueError(family)
 
 

@@ -63,3 +63,22 @@ def test_unknown_keys_are_errors_only_when_strict():
     assert plan.seq_length == 4096
     with pytest.raises(ValueError, match="unknown model key"):
         plan_from_overrides(["model.hidden=3"])
+
+
+@pytest.mark.parametrize("model,layout,dense_split,expert_split", [
+    ("qwen3_30b_a3b", ["parallel.ep=8"], 1, 8),  # dp 8 over the dense part, experts split 8 ways
+    ("qwen3_8b", ["parallel.tp=2"], 2, 1),
+])
+def test_qwen3_models_are_planned_from_their_parameter_counts(capsys, model, layout, dense_split, expert_split):
+    """Stage 0 of a one-stage plan holds the whole model: its parameter count is the counted
+    total with the routed experts divided over EP (and TP-split tensors over TP; the tiny
+    replicated rest -- norms, router -- is held whole and kept within 0.1% here)."""
+    from r1mega.plan.sources import load_model
+
+    cli.main([f"model={model}", "nodes=1", "gpus_per_node=8", "gpu=h100", "seq_length=4096",
+              "global_batch_size=128", "recompute=full", "rollout=sleep", *layout, "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["model"] == model and data["layout"]["pp"] == 1
+    c = load_model(model).num_parameters()
+    expected = (c["total"] - c["moe_experts"]) / dense_split + c["moe_experts"] / expert_split
+    assert data["stages"][0]["params"] == pytest.approx(expected, rel=1e-3)

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
         ("qwen2_5_1_5b", 1_543_714_304),  # Hugging Face Qwen/Qwen2.5-1.5B
         ("qwen2_5_7b", 7_615_616_512),  # Qwen/Qwen2.5-7B
         ("llama3_8b", 8_030_261_248),  # meta-llama/Llama-3.1-8B
+        ("qwen3_8b", 8_190_735_360),  # Qwen/Qwen3-8B ("8.2B", 6.95B without embeddings)
     ],
 )
 def test_dense_totals_match_hugging_face(name, total):
@@ -37,6 +38,16 @@ def test_deepseek_v3_is_671b_total_37b_active():
     # MTP: one MoE layer + 2h*h projection + 3 norms; HF's "14B" also counts its own embedding and head
     assert c["mtp"] == c["moe_layer"] + 2 * 7168 * 7168 + 3 * 7168
     assert abs(c["mtp"] + 2 * c["embedding"] - 13.5e9) / 13.5e9 < 0.01
+
+
+def test_qwen3_30b_a3b_is_30_5b_total_3_3b_active():
+    """Qwen/Qwen3-30B-A3B: 30,532,122,624 parameters in its safetensors; the model card's
+    30.5B total, 3.3B activated, 29.9B without embeddings. QK-norm weights included."""
+    c = load_model("qwen3_30b_a3b").num_parameters()
+    assert c["total"] == 30_532_122_624
+    assert abs(c["active"] - 3.3e9) < 0.06e9
+    assert abs(c["total"] - c["embedding"] - c["output"] - 29.9e9) < 0.06e9
+    assert c["moe_experts"] == 48 * 128 * 3 * 2048 * 768 and c["mtp"] == 0
 
 
 def test_tied_embeddings_are_counted_once():
@@ -67,12 +78,12 @@ for name in sys.argv[1:]:
 
 def test_counts_equal_the_built_megatron_model():
     out = subprocess.run(
-        [sys.executable, "-c", BUILD, "deepseek_v3_tiny", "tiny_dense"],
+        [sys.executable, "-c", BUILD, "deepseek_v3_tiny", "tiny_dense", "qwen3_tiny", "qwen3_moe_tiny"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "MASTER_PORT": "29613"},
     )
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line.split() for line in out.stdout.strip().splitlines()]
-    assert {r[0] for r in rows} == {"deepseek_v3_tiny", "tiny_dense"}
+    assert {r[0] for r in rows} == {"deepseek_v3_tiny", "tiny_dense", "qwen3_tiny", "qwen3_moe_tiny"}
     for name, built, counted in rows:
         assert int(built) == int(counted), name

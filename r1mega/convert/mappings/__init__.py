@@ -1,6 +1,6 @@
 """Name mappings between Hugging Face checkpoints and Megatron-Core ``GPTModel`` parameters.
 
-One module per family (``deepseek_v3``, ``qwen2``, ``llama``) lists its tensors as
+One module per family (``deepseek_v3``, ``qwen2``, ``llama``, ``qwen3``, ``qwen3_moe``) lists its tensors as
 :class:`~r1mega.convert.mappings.base.Entry` objects and translates its ``config.json``.
 This package is the single source of those facts: the offline converters, the streaming
 exporter and the vLLM weight bridge all walk :func:`entries`.
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from r1mega.convert.mappings import deepseek_v3, llama, qwen2
+from r1mega.convert.mappings import deepseek_v3, llama, qwen2, qwen3, qwen3_moe
 from r1mega.convert.mappings.base import Entry, MappingOptions
 from r1mega.convert.mappings.hf_config import ARCHITECTURE_EXEMPT
 from r1mega.models.config import ModelConfig
 
-FAMILY_MODULES: dict[str, ModuleType] = {"deepseek_v3": deepseek_v3, "qwen2": qwen2, "llama": llama}
+FAMILY_MODULES: dict[str, ModuleType] = {
+    "deepseek_v3": deepseek_v3, "qwen2": qwen2, "llama": llama, "qwen3": qwen3, "qwen3_moe": qwen3_moe,
+}
 
 
 def family(name: str) -> ModuleType:
@@ -71,6 +73,14 @@ def skipped_hf_prefixes(cfg: ModelConfig, opts: MappingOptions, hf_config: dict 
     return deepseek_v3.mtp_hf_prefixes(cfg, mapped, declared)
 
 
+def mtp_hf_prefixes(cfg: ModelConfig, count: int) -> list[str]:
+    """HF name prefixes of the first ``count`` multi-token-prediction layers of ``cfg``'s family
+    (one per layer; empty for families without MTP layers)."""
+    if cfg.family != "deepseek_v3":
+        return []
+    return deepseek_v3.mtp_hf_prefixes(cfg, 0, count)
+
+
 def architecture_mismatches(a: ModelConfig, b: ModelConfig, ignore: tuple = ()) -> list[str]:
     """Fields (``model.<name>: a != b``) where two configs describe different weights
     (``ignore``: further fields to leave out, e.g. ``("mtp_num_layers",)``)."""
@@ -88,5 +98,5 @@ def architecture_mismatches(a: ModelConfig, b: ModelConfig, ignore: tuple = ()) 
 
 __all__ = [
     "Entry", "MappingOptions", "entries", "family", "family_of_hf", "model_config_from_hf",
-    "hf_config_from_model", "skipped_hf_prefixes", "architecture_mismatches",
+    "hf_config_from_model", "skipped_hf_prefixes", "mtp_hf_prefixes", "architecture_mismatches",
 ]

@@ -1,4 +1,5 @@
-"""Entries of a standard (MHA/GQA) dense decoder: what Qwen2 and Llama have in common.
+"""Entries of a standard (MHA/GQA) dense decoder: what Qwen2, Qwen3 and Llama have in common
+(Qwen3-MoE shares the attention entries).
 
 Per layer ``L`` (HF prefix ``model.layers.L``, Megatron prefix ``decoder.layers.L``):
 
@@ -9,6 +10,8 @@ input_layernorm.weight                      input_layernorm.weight              
   [self_attention.linear_qkv.layer_norm_weight]
 self_attention.linear_qkv.weight            self_attn.{q,k,v}_proj.weight (fused)  column
 self_attention.linear_qkv.bias (Qwen2)      self_attn.{q,k,v}_proj.bias (fused)    column
+self_attention.q_layernorm.weight (Qwen3)   self_attn.q_norm.weight                replicated
+self_attention.k_layernorm.weight (Qwen3)   self_attn.k_norm.weight                replicated
 self_attention.linear_proj.weight           self_attn.o_proj.weight                row
 pre_mlp_layernorm.weight                    post_attention_layernorm.weight        replicated
   [mlp.linear_fc1.layer_norm_weight]
@@ -19,7 +22,8 @@ mlp.linear_fc2.weight                       mlp.down_proj.weight                
 The fused QKV is interleaved per query group (``FusedQKV``), so a column split of the fused
 tensor hands each TP rank whole groups -- exactly Megatron's layout. Rotary embeddings use the
 rotate-half convention on both sides (HF ``rotate_half`` == Megatron ``rotary_interleaved=False``),
-so no permutation is needed.
+so no permutation is needed. Qwen3's query/key norms act on each head's ``head_dim`` values
+with one weight shared by all heads, so every TP rank holds all of it.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ def attention_entries(cfg: ModelConfig, layer: int, opts: MappingOptions) -> lis
     if cfg.add_qkv_bias:
         out.append(Entry(names("self_attention.linear_qkv.bias"), tuple(f"{p}.bias" for p in proj), qkv,
                          "column", layer=layer))
+    if cfg.qk_layernorm:
+        out += [Entry(names(f"self_attention.{m}_layernorm.weight"), (f"{hf}.self_attn.{m}_norm.weight",), layer=layer)
+                for m in "qk"]
     out.append(Entry(names("self_attention.linear_proj.weight"), (f"{hf}.self_attn.o_proj.weight",), tp="row",
                      layer=layer, fp8=True))
     return out

@@ -108,21 +108,16 @@ def rope_fields(rope: dict, family: str) -> dict:
     }
 
 
-LLAMA3_FIXED = {"low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
-"""Megatron-Core 0.16's Llama-3 rope scaling hard-codes these (only ``factor`` is configurable)."""
-
-
 def _llama3_fields(rope: dict) -> dict:
-    for key, fixed in LLAMA3_FIXED.items():
-        if float(rope.get(key, fixed)) != fixed:
-            raise ValueError(
-                f"config.json rope_parameters.{key}={rope[key]} is not supported: Megatron-Core 0.16 "
-                f"hard-codes {key}={fixed} for llama3 rope scaling"
-            )
+    for key in ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
+        if rope.get(key) is None:
+            raise ValueError(f"config.json rope_parameters.{key} is missing (needed for rope_type 'llama3')")
     return {
         "rope_type": "llama3",
         "rope_scaling_factor": float(rope["factor"]),
-        "rope_original_max_position_embeddings": int(LLAMA3_FIXED["original_max_position_embeddings"]),
+        "rope_low_freq_factor": float(rope["low_freq_factor"]),
+        "rope_high_freq_factor": float(rope["high_freq_factor"]),
+        "rope_original_max_position_embeddings": int(rope["original_max_position_embeddings"]),
     }
 
 
@@ -133,9 +128,8 @@ def write_rope(cfg) -> dict:
         return {**out, "rope_type": "default"}
     if cfg.rope_type == "llama3":
         return {**out, "rope_type": "llama3", "factor": cfg.rope_scaling_factor,
-                "low_freq_factor": LLAMA3_FIXED["low_freq_factor"],
-                "high_freq_factor": LLAMA3_FIXED["high_freq_factor"],
-                "original_max_position_embeddings": LLAMA3_FIXED["original_max_position_embeddings"]}
+                "low_freq_factor": cfg.rope_low_freq_factor, "high_freq_factor": cfg.rope_high_freq_factor,
+                "original_max_position_embeddings": cfg.rope_original_max_position_embeddings}
     return {
         **out,
         "rope_type": "yarn",

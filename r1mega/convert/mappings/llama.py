@@ -2,9 +2,10 @@
 
 A dense GQA decoder without biases (``attention_bias`` / ``mlp_bias`` must be false: Megatron's
 ``add_qkv_bias`` would not cover the output projection's bias), SwiGLU MLP, RMSNorm, and
-rotary embeddings either plain or with Llama-3.1 frequency scaling (``rope_type: llama3``,
-whose low/high frequency factors and original context Megatron-Core 0.16 hard-codes; other
-values are refused). The tensor table is :mod:`r1mega.convert.mappings.dense`'s.
+rotary embeddings either plain or with Llama-3.1 frequency scaling (``rope_type: llama3``, any
+``factor``, ``low_freq_factor``, ``high_freq_factor`` and ``original_max_position_embeddings``:
+Megatron-Core 0.16 hard-codes the last three, the provider recomputes the frequencies with
+them). The tensor table is :mod:`r1mega.convert.mappings.dense`'s.
 """
 
 from __future__ import annotations
