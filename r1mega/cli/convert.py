@@ -18,8 +18,9 @@ naming the first missing tensor; ``drop`` imports none. Under ``torchrun --nproc
 conversion runs at (W must match it), and each rank holds only its shard.
 
 ``verify`` prints one JSON line: ``{"max_abs_diff", "mean_abs_diff", "top1_agreement", ...}``.
-User errors (missing or misshapen tensors, unknown architectures, config mismatches) exit with
-status 2 and one line naming the tensor or field.
+User errors (missing or misshapen tensors, unknown architectures, config mismatches:
+``ConfigError`` / ``InputError``) exit with status 2 and one line naming the tensor or field; any
+other exception is a bug and keeps its traceback (status 1).
 """
 
 from __future__ import annotations
@@ -101,11 +102,13 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
+    from r1mega.config.errors import ConfigError
+
     warnings.filterwarnings("ignore")
     args = parser().parse_args(argv)
     try:
         result = run(args)
-    except ValueError as exc:
+    except ConfigError as exc:  # bad flags or input files; anything else keeps its traceback
         print(f"r1mega-convert {args.command}: error: {exc}", file=sys.stderr)
         return 2
     from r1mega.convert.megatron_io import rank

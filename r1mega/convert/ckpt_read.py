@@ -31,6 +31,7 @@ from typing import Iterator
 
 import torch
 
+from r1mega.config.errors import InputError
 from r1mega.convert.export_stream import _emit, _units
 from r1mega.convert.mappings import Entry, MappingOptions, entries
 from r1mega.convert.sharding import unshard
@@ -59,13 +60,13 @@ class CheckpointSource:
         self.cfg, self.opts, self.dtype = cfg, opts, dtype
         self.path = Path(iter_dir) / MODEL_DIR
         if not self.path.is_dir():
-            raise ValueError(f"{iter_dir} has no {MODEL_DIR}/ directory (not an r1mega checkpoint iteration)")
+            raise InputError(f"{iter_dir} has no {MODEL_DIR}/ directory (not an r1mega checkpoint iteration)")
         self.sharded = chunk.sharded_state_dict()
         self.group_bytes = group_bytes
         self.entries = ordered_entries(cfg, opts)
         missing = [e.global_name for e in self.entries if e.global_name not in self.sharded]
         if missing:
-            raise ValueError(f"the Megatron model has no tensor(s) {missing[:5]} that the mapping exports")
+            raise InputError(f"the Megatron model has no tensor(s) {missing[:5]} that the mapping exports")
         self.loads = 0
         self.max_group_bytes = 0
         """Largest group read so far (bytes of the parameters it filled)."""
@@ -116,11 +117,11 @@ class CheckpointSource:
                 if dest is None:
                     raise AssertionError(f"{piece.key}: non-contiguous stored piece")
                 if piece.key not in meta.state_dict_metadata:
-                    raise ValueError(f"checkpoint {self.path} lacks tensor {piece.key!r} (for {e.global_name})")
+                    raise InputError(f"checkpoint {self.path} lacks tensor {piece.key!r} (for {e.global_name})")
                 chunk = ChunkStorageMetadata(offsets=torch.Size(piece.global_offset), sizes=dest.shape)
                 found = create_read_items_for_chunk_list(piece.key, meta.state_dict_metadata[piece.key], [chunk])
                 if sum(i.lengths.numel() for i in found) != dest.numel():
-                    raise ValueError(f"checkpoint {self.path}: tensor {piece.key!r} does not cover "
+                    raise InputError(f"checkpoint {self.path}: tensor {piece.key!r} does not cover "
                                      f"{tuple(dest.shape)} at {tuple(piece.global_offset)} (for {e.global_name})")
                 targets[(piece.key, tuple(piece.global_offset))] = dest
                 items += found

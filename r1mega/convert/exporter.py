@@ -34,6 +34,7 @@ from typing import Optional
 
 import torch.distributed as dist
 
+from r1mega.config.errors import InputError
 from r1mega.convert import layout
 from r1mega.convert.export_stream import iter_hf_tensors
 from r1mega.convert.ckpt_read import CheckpointSource
@@ -67,7 +68,7 @@ def export_hf(
     cfg = layout.load_model_config(iter_dir)
     out = Path(hf_path)
     if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not empty; choose a new --hf-path")
+        raise InputError(f"{out} exists and is not empty; choose a new --hf-path")
     dtype = stored_dtype(iter_dir)
     dims = setup(cfg, tp, pp, ep, etp)
     alone = not (dist.is_initialized() and dist.get_world_size() > 1)

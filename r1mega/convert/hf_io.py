@@ -30,6 +30,7 @@ from typing import Iterable, Optional
 
 import torch
 
+from r1mega.config.errors import InputError
 from r1mega.convert.fp8 import SCALE_SUFFIX, dequantize_blockwise, is_fp8
 from r1mega.convert.st_format import (
     TensorInfo,
@@ -52,7 +53,7 @@ class HFReader:
         self.path = Path(path)
         cfg = self.path / "config.json"
         if not cfg.is_file():
-            raise ValueError(f"{self.path} is not a Hugging Face checkpoint: no config.json")
+            raise InputError(f"{self.path} is not a Hugging Face checkpoint: no config.json")
         self.config = json.loads(cfg.read_text())
         self._files = self._index()
         self._headers: dict[str, dict[str, TensorInfo]] = {}
@@ -65,7 +66,7 @@ class HFReader:
             return dict(json.loads(index.read_text())["weight_map"])
         files = sorted(self.path.glob("*.safetensors"))
         if not files:
-            raise ValueError(f"{self.path} has no *.safetensors files (and no {INDEX})")
+            raise InputError(f"{self.path} has no *.safetensors files (and no {INDEX})")
         out = {}
         for f in files:
             out.update({k: f.name for k in read_header(f)})
@@ -73,17 +74,17 @@ class HFReader:
 
     def _info(self, name: str) -> tuple[int, TensorInfo, Path]:
         if name not in self._files:
-            raise ValueError(f"HF checkpoint {self.path} has no tensor {name!r}")
+            raise InputError(f"HF checkpoint {self.path} has no tensor {name!r}")
         fname = self._files[name]
         path = self.path / fname
         if fname not in self._headers:
             if not path.is_file():
-                raise ValueError(f"HF checkpoint {self.path}: {INDEX} names {fname} for {name!r}, which is missing")
+                raise InputError(f"HF checkpoint {self.path}: {INDEX} names {fname} for {name!r}, which is missing")
             self._headers[fname] = read_header(path)
             self._fds[fname] = os.open(path, os.O_RDONLY)
         header = self._headers[fname]
         if name not in header:
-            raise ValueError(f"HF checkpoint {self.path}: {INDEX} puts {name!r} in {fname}, which lacks it")
+            raise InputError(f"HF checkpoint {self.path}: {INDEX} puts {name!r} in {fname}, which lacks it")
         return self._fds[fname], header[name], path
 
     def names(self) -> set[str]:
@@ -118,7 +119,7 @@ class HFReader:
         scale = name + SCALE_SUFFIX
         if is_fp8(t):
             if scale not in self._files:
-                raise ValueError(f"HF tensor {name!r} is FP8 but has no {scale!r}")
+                raise InputError(f"HF tensor {name!r} is FP8 but has no {scale!r}")
             t = dequantize_blockwise(t, self._read(scale), dtype or torch.bfloat16)
         return t if dtype is None else t.to(dtype)
 

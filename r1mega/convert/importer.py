@@ -36,6 +36,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from r1mega.config.errors import InputError
 from r1mega.convert import layout
 from r1mega.convert.hf_io import HFReader
 from r1mega.convert.load_hf import check_hf_tensors, chunk_plan, hf_local_tensor, mapping_options
@@ -64,7 +65,7 @@ def resolve_model_config(reader: HFReader, override: Optional[ModelConfig], name
         return from_hf
     diffs = architecture_mismatches(override, from_hf, ignore=("mtp_num_layers",))
     if diffs:
-        raise ValueError(f"model config does not match {reader.path}/config.json: " + "; ".join(diffs))
+        raise InputError(f"model config does not match {reader.path}/config.json: " + "; ".join(diffs))
     return dataclasses.replace(override, extra={**from_hf.extra, **override.extra})
 
 
@@ -86,13 +87,13 @@ def resolve_mtp(cfg: ModelConfig, reader: HFReader, mode: str = "auto") -> Model
       and say on stderr when that is fewer than declared.
     """
     if mode not in MTP_MODES:
-        raise ValueError(f"--mtp={mode!r} is not one of {MTP_MODES}")
+        raise InputError(f"--mtp={mode!r} is not one of {MTP_MODES}")
     declared = cfg.mtp_num_layers
     if mode == "drop":
         return dataclasses.replace(cfg, mtp_num_layers=0)
     if mode == "require":
         if not declared:
-            raise ValueError(f"--mtp require: {reader.path}/config.json declares no multi-token-prediction layers "
+            raise InputError(f"--mtp require: {reader.path}/config.json declares no multi-token-prediction layers "
                              "(num_nextn_predict_layers=0) and the model config none (model.mtp_num_layers=0)")
         return cfg
     prefixes = mtp_hf_prefixes(cfg, declared)
@@ -136,7 +137,7 @@ def import_hf(
     out = Path(megatron_path)
     final = ckpt_layout.iteration_dir(out, 0)
     if final.exists():
-        raise ValueError(f"{final} already exists; choose an empty --megatron-path")
+        raise InputError(f"{final} already exists; choose an empty --megatron-path")
     dtype = dtype or default_dtype(reader)
 
     dims = setup(cfg, tp, pp, ep, etp)

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from r1mega.config.errors import InputError
 from r1mega.models.config import ModelConfig
 from r1mega.training.ckpt_layout import META, latest_iteration_dir, read_meta
 
@@ -31,7 +32,7 @@ def model_config_from_dict(d: dict) -> ModelConfig:
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ValueError(f"{META} model config has unknown field(s) {unknown} (written by a newer r1mega?)")
+        raise InputError(f"{META} model config has unknown field(s) {unknown} (written by a newer r1mega?)")
     cfg = ModelConfig(**d)
     cfg.validate()
     return cfg

@@ -23,6 +23,7 @@ from typing import Iterable
 
 import torch
 
+from r1mega.config.errors import InputError
 from r1mega.convert.hf_io import HFReader
 from r1mega.convert.mappings import MappingOptions, entries, skipped_hf_prefixes
 from r1mega.convert.mappings.base import Copy, GateUp
@@ -58,7 +59,7 @@ def check_hf_tensors(reader: HFReader, cfg: ModelConfig, opts: MappingOptions, c
     for e in table:
         for name in e.hf:
             if name not in present and not e.export_copy:
-                raise ValueError(f"HF checkpoint {reader.path} is missing tensor {name!r} "
+                raise InputError(f"HF checkpoint {reader.path} is missing tensor {name!r} "
                                  f"(needed for Megatron {e.global_name})")
     skipped = tuple(skipped_hf_prefixes(cfg, opts, reader.config))
     dropped = sum(n.startswith(skipped) for n in present) if skipped else 0
@@ -72,7 +73,7 @@ def check_hf_tensors(reader: HFReader, cfg: ModelConfig, opts: MappingOptions, c
                         if not (skipped and n.startswith(skipped)) and not n.endswith(IGNORED_SUFFIXES))
     if unexpected:
         more = f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else ""
-        raise ValueError(f"HF checkpoint {reader.path} has tensor(s) the {cfg.family} mapping does not know: "
+        raise InputError(f"HF checkpoint {reader.path} has tensor(s) the {cfg.family} mapping does not know: "
                          f"{unexpected[:5]}{more} (does config.json match the weights?)")
     if compare_copies:
         check_copies(reader, table)
@@ -117,12 +118,12 @@ def chunk_plan(chunk, cfg: ModelConfig, reader: HFReader, table) -> dict:
         if name is None or entry.export_copy or (entry.tied and name not in state):
             continue
         if name not in state:
-            raise ValueError(f"the Megatron model has no tensor {name!r} (mapped from HF {list(entry.hf)})")
+            raise InputError(f"the Megatron model has no tensor {name!r} (mapped from HF {list(entry.hf)})")
         check_shape(entry, state[name], layout, cfg, reader)
         plan[name] = entry
     todo = sorted(k for k in state if not k.endswith("_extra_state") and k not in plan)
     if todo:
-        raise ValueError(f"Megatron tensor(s) not covered by the {cfg.family} mapping: {todo[:5]}")
+        raise InputError(f"Megatron tensor(s) not covered by the {cfg.family} mapping: {todo[:5]}")
     return plan
 
 
@@ -150,7 +151,7 @@ def check_shape(entry, target: torch.Tensor, layout, cfg: ModelConfig, reader: H
     got = entry.merge.megatron_shape(shapes)
     if tuple(got) != tuple(want):
         detail = ", ".join(f"{n} {tuple(s)}" for n, s in zip(entry.hf, shapes))
-        raise ValueError(f"wrong shape: HF {detail} gives {tuple(got)} for Megatron {entry.global_name}, "
+        raise InputError(f"wrong shape: HF {detail} gives {tuple(got)} for Megatron {entry.global_name}, "
                          f"which needs {tuple(want)}")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from r1mega.config.errors import InputError
 from r1mega.models.config import ModelConfig
 from r1mega.models.precision import PrecisionConfig
 from r1mega.parallel.config import ParallelConfig
@@ -66,7 +67,7 @@ def build_chunk(cfg: ModelConfig, dims: ParallelDims, dtype: str = "fp32", meta:
     from r1mega.models.provider import build_model
 
     if dtype not in DTYPES:
-        raise ValueError(f"dtype={dtype!r} is not one of {sorted(DTYPES)}")
+        raise InputError(f"dtype={dtype!r} is not one of {sorted(DTYPES)}")
     model = build_model(
         cfg, dims, PrecisionConfig(dtype=dtype),
         pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage(),
@@ -90,23 +91,23 @@ def load_model(chunk, iter_dir: str | Path) -> None:
 
     path = Path(iter_dir) / MODEL_DIR
     if not path.is_dir():
-        raise ValueError(f"{iter_dir} has no {MODEL_DIR}/ directory (not an r1mega checkpoint iteration)")
+        raise InputError(f"{iter_dir} has no {MODEL_DIR}/ directory (not an r1mega checkpoint iteration)")
     # Megatron's names: "missing" = in the checkpoint, not asked for (all ranks together);
     # "unexpected" = asked for by this rank, not in the checkpoint. Keys may carry "/shard_i_n".
     state, ckpt_only, model_only = dist_checkpointing.load(chunk.sharded_state_dict(), str(path),
                                                            strict=StrictHandling.RETURN_ALL)
     lacking = sorted(k for k in model_only if EXTRA_STATE not in k)
     if lacking:
-        raise ValueError(f"checkpoint {path} lacks tensor(s) the model needs: {lacking[:5]}")
+        raise InputError(f"checkpoint {path} lacks tensor(s) the model needs: {lacking[:5]}")
     droppable = "mtp." if not chunk.config.mtp_num_layers else None
     extra = sorted(k for k in ckpt_only if EXTRA_STATE not in k and not (droppable and k.startswith(droppable)))
     if extra:
-        raise ValueError(f"checkpoint {path} has tensor(s) the model does not: {extra[:5]} "
+        raise InputError(f"checkpoint {path} has tensor(s) the model does not: {extra[:5]} "
                          "(was it written for another architecture?)")
     result = chunk.load_state_dict(state, strict=False)
     absent = [k for k in result.missing_keys if not k.endswith(EXTRA_STATE)]
     if absent or result.unexpected_keys:
-        raise ValueError(f"checkpoint {path} does not fit the model: missing {absent[:5]}, "
+        raise InputError(f"checkpoint {path} does not fit the model: missing {absent[:5]}, "
                          f"unexpected {result.unexpected_keys[:5]}")
 
 

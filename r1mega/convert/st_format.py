@@ -39,6 +39,7 @@ DTYPES = {
 CODES = {v: k for k, v in DTYPES.items()}
 MAX_HEADER = 100 * 2**20
 """Refuse headers above 100 MiB (safetensors' own limit): a corrupt length field."""
+from r1mega.config.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,10 @@ def read_header(path: str | Path) -> dict[str, TensorInfo]:
     with open(path, "rb") as fh:
         raw = fh.read(8)
         if len(raw) < 8:
-            raise ValueError(f"{path} is not a safetensors file (shorter than 8 bytes)")
+            raise InputError(f"{path} is not a safetensors file (shorter than 8 bytes)")
         (n,) = struct.unpack("<Q", raw)
         if n > MAX_HEADER:
-            raise ValueError(f"{path} is not a safetensors file (header length {n})")
+            raise InputError(f"{path} is not a safetensors file (header length {n})")
         header = json.loads(fh.read(n))
     start = 8 + n
     size = path.stat().st_size
@@ -70,12 +71,12 @@ def read_header(path: str | Path) -> dict[str, TensorInfo]:
         if name == "__metadata__":
             continue
         if info["dtype"] not in DTYPES:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
+            raise InputError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
         dtype, shape = DTYPES[info["dtype"]], tuple(info["shape"])
         begin, end = info["data_offsets"]
         nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
         if end - begin != nbytes or start + end > size:
-            raise ValueError(f"{path}: tensor {name!r} {shape} {info['dtype']} has inconsistent data_offsets "
+            raise InputError(f"{path}: tensor {name!r} {shape} {info['dtype']} has inconsistent data_offsets "
                              f"{[begin, end]} (file is truncated or corrupt)")
         out[name] = TensorInfo(dtype, shape, start + begin, nbytes)
     return out
@@ -93,10 +94,10 @@ def read_rows_into(fd: int, info: TensorInfo, first: int, out: torch.Tensor, pat
     into ``out`` (contiguous, the tensor's dtype and trailing shape): one contiguous byte range
     of the file, read without an intermediate buffer."""
     if out.dtype != info.dtype or tuple(out.shape[1:]) != tuple(info.shape[1:]) or not out.is_contiguous():
-        raise ValueError(f"{path}: cannot read rows of {tuple(info.shape)} {info.dtype} into "
+        raise InputError(f"{path}: cannot read rows of {tuple(info.shape)} {info.dtype} into "
                          f"{tuple(out.shape)} {out.dtype}")
     if first < 0 or first + out.shape[0] > info.shape[0]:
-        raise ValueError(f"{path}: rows {first}..{first + out.shape[0] - 1} are outside {tuple(info.shape)}")
+        raise InputError(f"{path}: rows {first}..{first + out.shape[0] - 1} are outside {tuple(info.shape)}")
     row_bytes = info.nbytes // info.shape[0]
     _pread_into(fd, out.view(-1).view(torch.uint8), info.begin + first * row_bytes, path)
 
@@ -109,7 +110,7 @@ def _pread_into(fd: int, buf: torch.Tensor, offset: int, path: str | Path) -> No
     while done < nbytes:
         got = os.preadv(fd, [view[done:]], offset + done)
         if got <= 0:
-            raise ValueError(f"{path}: unexpected end of file reading {nbytes} bytes at {offset}")
+            raise InputError(f"{path}: unexpected end of file reading {nbytes} bytes at {offset}")
         done += got
 
 

@@ -22,6 +22,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from r1mega.config.errors import InputError
 from r1mega.convert import layout
 from r1mega.convert.hf_io import HFReader
 from r1mega.convert.mappings import architecture_mismatches, model_config_from_hf
@@ -95,7 +96,7 @@ def check_configs_match(hf_path: str | Path, megatron_path: str | Path):
     ckpt_cfg = layout.load_model_config(megatron_path)
     diffs = architecture_mismatches(ckpt_cfg, hf_cfg, ignore=("mtp_num_layers",))  # main logits only
     if diffs:
-        raise ValueError(f"{megatron_path} and {hf_path}/config.json describe different models: " + "; ".join(diffs))
+        raise InputError(f"{megatron_path} and {hf_path}/config.json describe different models: " + "; ".join(diffs))
     return hf_cfg, ckpt_cfg
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from r1mega.config.errors import ConfigError
 from r1mega.training.ckpt_layout import (
     META,
     MODEL_DIR,
@@ -185,10 +186,10 @@ def _load_tolerating_extra_state(module, state: dict, where: Path) -> None:
 
 
 def policy_checkpoint(init_from: str | Path) -> Path:
-    """The newest complete checkpoint under ``trainer.init_from``; ValueError naming it otherwise."""
+    """The newest complete checkpoint under ``trainer.init_from``; a ConfigError naming it otherwise."""
     source = latest_checkpoint(init_from)
     if source is None:
-        raise ValueError(f"trainer.init_from={str(init_from)!r} holds no complete checkpoint")
+        raise ConfigError(f"trainer.init_from={str(init_from)!r} holds no complete checkpoint")
     return source
 
 

@@ -69,13 +69,29 @@ def test_renamed_key_in_a_yaml_file_names_its_new_place(tmp_path):
 
 
 def test_runtime_failure_keeps_its_traceback(tmp_path):
-    """A failure of the run (not of its configuration) is a bug report: full traceback, exit code 1."""
+    """A failure of the run (not of its configuration) is a bug report: full traceback, exit code 1.
+    Here a replayed rollout file that does not fit the run (recorded with another group size)."""
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    (replay / "step_000001.json").write_text(json.dumps(
+        {"step": 1, "group_size": 3, "sample_ids": [0], "prompt_ids": [[1]], "responses": [], "rewards": [],
+         "components": {}}))
+    out = train(["stage=r1_zero", "model=deepseek_v3_tiny", f"rl.replay_dir={replay}", "trainer.max_steps=1",
+                 "trainer.global_batch_size=8", "trainer.micro_batch_size=8", "rl.group_size=4",
+                 "rollout.max_tokens=4", "evaluation.k=1", "data.synthetic.num_test=2", "trainer.progress=false",
+                 "trainer.plots=false"], tmp_path / "run")
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "Traceback" in out.stderr and "recorded with group_size=3" in out.stderr
+    assert "r1mega-train: error:" not in out.stderr
+
+
+def test_missing_init_checkpoint_is_a_configuration_error(tmp_path):
     empty = tmp_path / "no_checkpoint"
     empty.mkdir()
     out = train(["stage=eval", f"trainer.init_from={empty}", "data.synthetic.num_test=2"], tmp_path / "run")
-    assert out.returncode == 1, out.stderr[-2000:]
-    assert "Traceback" in out.stderr and "holds no complete checkpoint" in out.stderr
-    assert "r1mega-train: error:" not in out.stderr
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"r1mega-train: error: trainer.init_from={str(empty)!r} holds no complete checkpoint")
 
 
 def test_sft_learns_and_writes_run_dir(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from r1mega.config.errors import InputError
 from r1mega.convert.mappings import deepseek_v3, llama, qwen2, qwen3, qwen3_moe
 from r1mega.convert.mappings.base import Entry, MappingOptions
 from r1mega.convert.mappings.hf_config import ARCHITECTURE_EXEMPT
@@ -26,7 +27,7 @@ FAMILY_MODULES: dict[str, ModuleType] = {
 
 def family(name: str) -> ModuleType:
     if name not in FAMILY_MODULES:
-        raise ValueError(f"model.family={name!r} has no checkpoint mapping (known: {sorted(FAMILY_MODULES)})")
+        raise InputError(f"model.family={name!r} has no checkpoint mapping (known: {sorted(FAMILY_MODULES)})")
     return FAMILY_MODULES[name]
 
 
@@ -40,7 +41,7 @@ def family_of_hf(raw: dict) -> str:
         if mod.ARCHITECTURE in archs:
             return name
     known = ", ".join(f"{n} ({m.ARCHITECTURE})" for n, m in FAMILY_MODULES.items())
-    raise ValueError(f"unknown architecture: config.json model_type={model_type!r}, architectures={archs}; "
+    raise InputError(f"unknown architecture: config.json model_type={model_type!r}, architectures={archs}; "
                      f"supported: {known}")
 
 

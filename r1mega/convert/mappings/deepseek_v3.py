@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import warnings
 
+from r1mega.config.errors import InputError
 from r1mega.convert.mappings.base import (
     COPY,
     Entry,
@@ -205,7 +206,7 @@ def _moe_fields(hf: HFConfig) -> dict:
 def _mla_fields(hf: HFConfig, heads: int) -> dict:
     kv_heads = hf.get("num_key_value_heads")
     if kv_heads not in (None, heads):
-        raise ValueError(f"config.json num_key_value_heads={kv_heads} must equal num_attention_heads={heads} for MLA")
+        raise InputError(f"config.json num_key_value_heads={kv_heads} must equal num_attention_heads={heads} for MLA")
     hf.expect("attention_bias", (False,), False)
     hf.get("qk_head_dim"), hf.get("head_dim")  # derived by transformers from the fields below
     return dict(
@@ -223,7 +224,7 @@ def config_from_hf(raw: dict, name: str = "deepseek_v3") -> ModelConfig:
     common = common_fields(hf)
     rope = read_rope(hf)
     if rope["rope_type"] == "llama3":
-        raise ValueError("config.json rope_parameters.rope_type='llama3' is not supported for deepseek_v3")
+        raise InputError("config.json rope_parameters.rope_type='llama3' is not supported for deepseek_v3")
     cfg = ModelConfig(
         name=name,
         family="deepseek_v3",
@@ -242,7 +243,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
     out = common_hf(cfg, ARCHITECTURE, MODEL_TYPE)
     shared = cfg.moe_shared_expert_intermediate_size or 0
     if cfg.is_moe and shared % cfg.moe_ffn_hidden_size:
-        raise ValueError(
+        raise InputError(
             f"model.moe_shared_expert_intermediate_size={shared} is not a multiple of "
             f"model.moe_ffn_hidden_size={cfg.moe_ffn_hidden_size} (HF counts whole shared experts)"
         )

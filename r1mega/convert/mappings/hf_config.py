@@ -30,6 +30,7 @@ ARCHITECTURE_EXEMPT = frozenset(
 )
 """ModelConfig fields that are training choices, not facts of the checkpoint: a YAML model
 config may differ from the HF config.json in these and still describe the same weights."""
+from r1mega.config.errors import InputError
 
 
 class HFConfig:
@@ -47,14 +48,14 @@ class HFConfig:
         self.used.add(key)
         if self.raw.get(key) is None:
             arch = self.raw.get("model_type", "?")
-            raise ValueError(f"config.json ({arch}) is missing the required field {key!r}")
+            raise InputError(f"config.json ({arch}) is missing the required field {key!r}")
         return self.raw[key]
 
     def expect(self, key: str, allowed: tuple, default: Any = None) -> Any:
         """Read ``key`` and raise a ValueError naming it when its value is not supported."""
         value = self.get(key, default)
         if value not in allowed:
-            raise ValueError(f"config.json field {key}={value!r} is not supported (supported: {allowed})")
+            raise InputError(f"config.json field {key}={value!r} is not supported (supported: {allowed})")
         return value
 
     def extra(self) -> dict:
@@ -69,7 +70,7 @@ def read_rope(hf: HFConfig) -> dict:
     merged = {**legacy, **params}
     rope_type = merged.get("rope_type", merged.get("type")) or "default"
     if rope_type not in ("default", "yarn", "llama3"):
-        raise ValueError(
+        raise InputError(
             f"config.json rope_parameters.rope_type={rope_type!r} is not supported (default, yarn, llama3)"
         )
     merged.pop("type", None)
@@ -87,12 +88,12 @@ def rope_fields(rope: dict, family: str) -> dict:
     if kind == "llama3":
         return {**out, **_llama3_fields(rope)}
     if rope.get("truncate", True) is not True:
-        raise ValueError("config.json rope_parameters.truncate=false is not supported by Megatron-Core's YaRN")
+        raise InputError("config.json rope_parameters.truncate=false is not supported by Megatron-Core's YaRN")
     mscale, mscale_all_dim = rope.get("mscale"), rope.get("mscale_all_dim")
     if rope.get("attention_factor") is not None:
-        raise ValueError("config.json rope_parameters.attention_factor is not supported; give mscale/mscale_all_dim")
+        raise InputError("config.json rope_parameters.attention_factor is not supported; give mscale/mscale_all_dim")
     if mscale and not mscale_all_dim and mscale != 1.0:
-        raise ValueError(
+        raise InputError(
             f"config.json rope_parameters.mscale={mscale} without mscale_all_dim is ignored by "
             "transformers but used by Megatron-Core; set mscale_all_dim"
         )
@@ -111,7 +112,7 @@ def rope_fields(rope: dict, family: str) -> dict:
 def _llama3_fields(rope: dict) -> dict:
     for key in ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
         if rope.get(key) is None:
-            raise ValueError(f"config.json rope_parameters.{key} is missing (needed for rope_type 'llama3')")
+            raise InputError(f"config.json rope_parameters.{key} is missing (needed for rope_type 'llama3')")
     return {
         "rope_type": "llama3",
         "rope_scaling_factor": float(rope["factor"]),

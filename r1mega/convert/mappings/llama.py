@@ -10,6 +10,7 @@ them). The tensor table is :mod:`r1mega.convert.mappings.dense`'s.
 
 from __future__ import annotations
 
+from r1mega.config.errors import InputError
 from r1mega.convert.mappings.base import Entry, MappingOptions
 from r1mega.convert.mappings.dense import dense_decoder_entries, gqa_fields
 from r1mega.convert.mappings.hf_config import HFConfig, common_fields, common_hf, read_rope, rope_fields
@@ -30,7 +31,7 @@ def config_from_hf(raw: dict, name: str = "llama") -> ModelConfig:
     hf.expect("pretraining_tp", (1, None), 1)
     rope = read_rope(hf)
     if rope["rope_type"] == "yarn":
-        raise ValueError("config.json rope_parameters.rope_type='yarn' is not supported for llama (default, llama3)")
+        raise InputError("config.json rope_parameters.rope_type='yarn' is not supported for llama (default, llama3)")
     common = common_fields(hf)
     cfg = ModelConfig(
         name=name,

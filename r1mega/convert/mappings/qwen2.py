@@ -9,6 +9,7 @@ The tensor table is :mod:`r1mega.convert.mappings.dense`'s. Sliding-window atten
 
 from __future__ import annotations
 
+from r1mega.config.errors import InputError
 from r1mega.convert.mappings.base import Entry, MappingOptions
 from r1mega.convert.mappings.dense import dense_decoder_entries, gqa_fields
 from r1mega.convert.mappings.hf_config import HFConfig, common_fields, common_hf, read_rope, rope_fields
@@ -25,14 +26,14 @@ def entries(cfg: ModelConfig, opts: MappingOptions) -> list[Entry]:
 def config_from_hf(raw: dict, name: str = "qwen2") -> ModelConfig:
     hf = HFConfig(raw)
     if hf.get("use_sliding_window", False):
-        raise ValueError("config.json use_sliding_window=true is not supported (Megatron-Core has no sliding window)")
+        raise InputError("config.json use_sliding_window=true is not supported (Megatron-Core has no sliding window)")
     hf.get("sliding_window"), hf.get("max_window_layers")  # meaningful only with use_sliding_window
     layer_types = hf.get("layer_types") or []
     if any(t != "full_attention" for t in layer_types):
-        raise ValueError(f"config.json layer_types={sorted(set(layer_types))} is not supported (full_attention only)")
+        raise InputError(f"config.json layer_types={sorted(set(layer_types))} is not supported (full_attention only)")
     rope = read_rope(hf)
     if rope["rope_type"] != "default":
-        raise ValueError(f"config.json rope_parameters.rope_type={rope['rope_type']!r} is not supported for qwen2")
+        raise InputError(f"config.json rope_parameters.rope_type={rope['rope_type']!r} is not supported for qwen2")
     common = common_fields(hf)
     cfg = ModelConfig(
         name=name,

@@ -12,6 +12,7 @@ standard attention has neither.
 
 from __future__ import annotations
 
+from r1mega.config.errors import InputError
 from r1mega.convert.mappings.base import Entry, MappingOptions
 from r1mega.convert.mappings.dense import dense_decoder_entries, gqa_fields
 from r1mega.convert.mappings.hf_config import HFConfig, common_fields, common_hf, read_rope, rope_fields
@@ -29,15 +30,15 @@ def attention_fields(hf: HFConfig, common: dict, family: str) -> dict:
     """The Qwen3 attention facts (shared with Qwen3-MoE): GQA, head_dim, QK-norm, plain rope."""
     hf.expect("attention_bias", (False,), False)
     if hf.get("use_sliding_window", False):
-        raise ValueError(f"config.json use_sliding_window=true is not supported for {family} "
+        raise InputError(f"config.json use_sliding_window=true is not supported for {family} "
                          "(Megatron-Core has no sliding window)")
     hf.get("sliding_window"), hf.get("max_window_layers")  # meaningful only with use_sliding_window
     layer_types = hf.get("layer_types") or []
     if any(t != "full_attention" for t in layer_types):
-        raise ValueError(f"config.json layer_types={sorted(set(layer_types))} is not supported (full_attention only)")
+        raise InputError(f"config.json layer_types={sorted(set(layer_types))} is not supported (full_attention only)")
     rope = read_rope(hf)
     if rope["rope_type"] != "default":
-        raise ValueError(f"config.json rope_parameters.rope_type={rope['rope_type']!r} is not supported for "
+        raise InputError(f"config.json rope_parameters.rope_type={rope['rope_type']!r} is not supported for "
                          f"{family} (default only)")
     gqa = gqa_fields(hf, common["num_attention_heads"], common["hidden_size"])
     return dict(**gqa, qk_layernorm=True, **rope_fields(rope, family))

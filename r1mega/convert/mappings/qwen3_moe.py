@@ -34,6 +34,7 @@ is read, ``num_experts`` is written.
 
 from __future__ import annotations
 
+from r1mega.config.errors import InputError
 from r1mega.convert.mappings.base import Entry, LayerNames, MappingOptions, embedding_and_head_entries, moe_entries
 from r1mega.convert.mappings.dense import attention_entries
 from r1mega.convert.mappings.hf_config import HFConfig, common_fields, common_hf
@@ -60,11 +61,11 @@ def _moe_fields(hf: HFConfig) -> dict:
     hf.expect("decoder_sparse_step", (1,), 1)
     mlp_only = hf.get("mlp_only_layers") or []
     if mlp_only:
-        raise ValueError(f"config.json mlp_only_layers={mlp_only} is not supported for qwen3_moe "
+        raise InputError(f"config.json mlp_only_layers={mlp_only} is not supported for qwen3_moe "
                          "(every layer must be a MoE layer, as in the released models)")
     experts, local = hf.get("num_experts"), hf.get("num_local_experts")
     if experts is not None and local is not None and experts != local:
-        raise ValueError(f"config.json num_experts={experts} and num_local_experts={local} disagree")
+        raise InputError(f"config.json num_experts={experts} and num_local_experts={local} disagree")
     if experts is None and local is None:
         hf.require("num_experts")  # raises, naming the field
     return dict(
@@ -89,7 +90,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
     if cfg.first_k_dense_layers or cfg.moe_shared_expert_intermediate_size or cfg.moe_router_enable_expert_bias \
             or cfg.moe_router_score_function != "softmax" or cfg.moe_router_num_groups \
             or cfg.moe_router_topk_scaling_factor not in (None, 1.0):
-        raise ValueError(
+        raise InputError(
             f"model {cfg.name!r} (family qwen3_moe) has routing Qwen3-MoE cannot express: needs "
             "first_k_dense_layers=0, no shared expert, no expert bias, softmax scores, no groups, no scaling "
             f"(got first_k_dense_layers={cfg.first_k_dense_layers}, "
