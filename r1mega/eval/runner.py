@@ -47,18 +47,21 @@ def _extract(text: str):
 
 def evaluate(engine, tokenizer, records: list[dict], template: str, rewarder, k: int,
              temperature: float, top_p: float, max_tokens: int, seed: int = 0, dp_group=None,
-             keep_samples: bool = False) -> dict:
+             keep_samples: bool = False, stop_token_ids: tuple = ()) -> dict:
     """Metrics over ``records`` (each needs prompt, answer, data_source). With ``keep_samples``
     the result also holds ``samples``: one dict per response (question id, prompt, answer,
     completion, score, greedy flag): k sampled then the greedy one per question, questions in
-    the order of the gathered rows (rank 0's share first)."""
+    the order of the gathered rows (rank 0's share first). ``stop_token_ids`` end a response
+    as EOS does (the rollout's, so the model is evaluated as it is trained)."""
     rank = dist.get_rank(dp_group) if dist.is_initialized() else 0
     world = dist.get_world_size(dp_group) if dist.is_initialized() else 1
     mine = records[rank::world]
     prompts = encode_prompts(mine, tokenizer, template)
     sampled = engine.generate([p for p in prompts for _ in range(k)],
-                              SamplingParams(temperature, top_p, -1, max_tokens, seed=seed))
-    greedy = engine.generate(prompts, SamplingParams(0.0, 1.0, -1, max_tokens, seed=seed))
+                              SamplingParams(temperature, top_p, -1, max_tokens, seed=seed,
+                                             stop_token_ids=list(stop_token_ids)))
+    greedy = engine.generate(prompts, SamplingParams(0.0, 1.0, -1, max_tokens, seed=seed,
+                                                     stop_token_ids=list(stop_token_ids)))
     items = [{"completion": g.text, "answer": r["answer"], "data_source": r.get("data_source", "math")}
              for i, r in enumerate(mine) for g in sampled[i * k : (i + 1) * k]]
     items += [{"completion": g.text, "answer": r["answer"], "data_source": r.get("data_source", "math")}

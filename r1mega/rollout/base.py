@@ -20,6 +20,7 @@ class SamplingParams:
     max_tokens: int = 128
     stop: list = field(default_factory=list)
     seed: int = 0
+    stop_token_ids: list = field(default_factory=list)
 
     @property
     def greedy(self) -> bool:
@@ -29,7 +30,7 @@ class SamplingParams:
     def from_config(cls, rollout, seed: int) -> "SamplingParams":
         """The training-time sampling of a ``rollout`` config (``RolloutConfig``)."""
         return cls(rollout.temperature, rollout.top_p, rollout.top_k, rollout.max_tokens, list(rollout.stop),
-                   seed=seed)
+                   seed=seed, stop_token_ids=[int(t) for t in rollout.stop_token_ids])
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Generation:
     prompt_ids: list
     token_ids: list
     logprobs: list
-    finish_reason: str  # "stop" (EOS or stop string) or "length"
+    finish_reason: str  # "stop" (EOS, a stop token id or a stop string) or "length"
     text: str = ""
 
     @property

@@ -75,6 +75,9 @@ class RolloutConfig:
     """Longest response in tokens; longer ones stop with finish_reason='length'."""
     stop: list = field(default_factory=list)
     """Extra stop strings (EOS always stops)."""
+    stop_token_ids: list = field(default_factory=list)
+    """Extra token ids that end a response (kept in it, as EOS is), e.g. a chat template's
+    end-of-turn token."""
     kv_cache: bool = True
     """Built-in engine: decode with a static KV cache (else recompute the prefix each token)."""
     max_batch: int = 256
@@ -89,6 +92,9 @@ class RolloutConfig:
             raise ConfigError(f"{prefix}.temperature must be >= 0")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"{prefix}.top_p={self.top_p} must be in (0, 1]")
+        bad = [t for t in self.stop_token_ids if not isinstance(t, int) or t < 0]
+        if bad:
+            raise ConfigError(f"{prefix}.stop_token_ids must be token ids (ints >= 0), got {bad}")
         if self.max_tokens < 1 or self.max_batch < 1:
             raise ConfigError(f"{prefix}.max_tokens and max_batch must be >= 1")
         self.vllm.validate(f"{prefix}.vllm")

@@ -187,7 +187,7 @@ class MegatronEngine:
         ids = torch.tensor(batch or [[self.tokenizer.eos_token_id]], device=self.device)
         b, p = ids.shape
         ctx = StaticInferenceContext(b, p + params.max_tokens + 1) if self.kv_cache else None
-        eos = self.tokenizer.eos_token_id
+        enders = {self.tokenizer.eos_token_id, *params.stop_token_ids}
         tokens = [[] for _ in range(b)]
         logps = [[] for _ in range(b)]
         done = torch.zeros(b, dtype=torch.bool)
@@ -202,7 +202,7 @@ class MegatronEngine:
                     continue
                 tokens[i].append(tok_l[i])
                 logps[i].append(lp_l[i])
-                if tok_l[i] == eos or (params.stop and self._hit_stop(tokens[i], params.stop)):
+                if tok_l[i] in enders or (params.stop and self._hit_stop(tokens[i], params.stop)):
                     done[i] = stopped[i] = True
             if t == params.max_tokens - 1 or self._all_done(bool(done.all()) or dummy):
                 break

@@ -147,6 +147,11 @@ class VLLMEngine:
 
     def _wake(self, tags: set) -> None:
         if self.llm is not None:
+            # blocks the trainer freed but PyTorch's caching allocator still holds are invisible
+            # to vLLM's allocator: hand them back before it takes its weights or KV cache
+            import torch
+
+            torch.cuda.empty_cache()
             self.llm.wake_up(sorted(tags))
         self.sleeping -= tags
 
@@ -194,7 +199,8 @@ class VLLMEngine:
 
         vocab = self.cfg.model.vocab_size
         return VSP(n=1, temperature=params.temperature, top_p=params.top_p, top_k=max(params.top_k, 0),
-                   max_tokens=params.max_tokens, stop=list(params.stop) or None, seed=seed, logprobs=0,
+                   max_tokens=params.max_tokens, stop=list(params.stop) or None,
+                   stop_token_ids=list(params.stop_token_ids) or None, seed=seed, logprobs=0,
                    include_stop_str_in_output=True, skip_special_tokens=False, detokenize=bool(params.stop),
                    allowed_token_ids=list(range(self.vocab_limit)) if self.vocab_limit < vocab else None)
 

@@ -70,7 +70,8 @@ def held_out(cfg: R1Config, engine, tokenizer, rewarder, records: list[dict]) ->
     ev = cfg.evaluation
     return evaluate(engine, tokenizer, records, cfg.data.template, rewarder, ev.k, ev.temperature, ev.top_p,
                     ev.max_tokens or cfg.rollout.max_tokens, seed=cfg.trainer.seed + 17,
-                    dp_group=ps.get_data_parallel_group(), keep_samples=ev.save_samples)
+                    dp_group=ps.get_data_parallel_group(), keep_samples=ev.save_samples,
+                    stop_token_ids=tuple(cfg.rollout.stop_token_ids))
 
 
 class StageRun:
