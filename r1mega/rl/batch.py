@@ -86,7 +86,9 @@ class RolloutBatch:
     ``prompts`` this rank's encoded prompts and ``generations`` the engine's output, kept for
     recording and metrics. ``timings`` holds the source's phase times (seconds) and
     ``source_metrics`` what the source reports about itself (e.g. dynamic sampling).
-    ``row_lengths`` ``[N]`` counts the positions a row uses (prompt + response - 1).
+    ``row_lengths`` ``[N]`` counts the positions a row uses (prompt + response - 1), and
+    ``versions`` ``[N]`` the RL step whose weights generated each row (the step itself when
+    on-policy, one less with one-step off-policy rollouts).
 
     After :meth:`gathered` the batch holds every data-parallel rank's rows, and ``owned`` lists
     the rows this rank runs the log-prob passes and the update on (see :mod:`r1mega.rl.packing`);
@@ -110,6 +112,7 @@ class RolloutBatch:
     ref_logp: Optional[torch.Tensor] = None
     is_weights: Optional[torch.Tensor] = None
     advantages: Optional[torch.Tensor] = None
+    versions: Optional[torch.Tensor] = None
     owned: Optional[list] = None
 
     def __len__(self) -> int:
@@ -169,6 +172,7 @@ class RolloutBatch:
             self, tokens=cat(self.tokens), labels=cat(self.labels), mask=cat(self.mask),
             rollout_logp=cat(self.rollout_logp), truncated=cat(self.truncated), lengths=cat(self.lengths),
             row_lengths=cat(self.row_lengths), rewards=cat(self.rewards),
+            versions=None if self.versions is None else cat(self.versions),
             components={k: torch.cat([c[k] for c in comps]) for k in sorted(shared)},
             owned=list(range(rank * n, (rank + 1) * n)))
 

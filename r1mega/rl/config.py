@@ -87,6 +87,12 @@ class GRPOConfig:
     """Generation rounds (each one step's worth of prompts) allowed to fill one batch under
     dynamic sampling."""
 
+    off_policy_steps: int = 0
+    """0: each step trains on samples from its own weights. 1: the batch of step t+1 is
+    generated with the weights of step t while step t trains (concurrently when vLLM has its own
+    GPUs); the old policy is recomputed and ``rollout_is_correction`` weighs it against the
+    sampling policy (see r1mega/rl/off_policy.py)."""
+
     dynamic_sampling_exhausted: str = "keep"
     """Dynamic sampling, when the rounds run out before the batch is full: "keep" trains on the
     informative groups found (whole micro-batches per rank), "pad" fills the batch with dropped
@@ -143,9 +149,10 @@ class GRPOConfig:
     @property
     def needs_old_logp(self) -> bool:
         """Whether the old policy's log-probs need their own forward pass: several updates per
-        batch, the mismatch correction, or KL in the reward. Otherwise the training forward's
-        detached log-probs are the old policy's."""
-        return self.updates > 1 or self.rollout_is_correction != "none" or self.kl_in_reward
+        batch, the mismatch correction, KL in the reward, or off-policy samples. Otherwise the
+        training forward's detached log-probs are the old policy's."""
+        return (self.updates > 1 or self.rollout_is_correction != "none" or self.kl_in_reward
+                or self.off_policy_steps > 0)
 
     @property
     def kl_in_loss(self) -> bool:
@@ -183,6 +190,7 @@ class GRPOConfig:
         _check(self.max_dynamic_sampling_rounds >= 1, "max_dynamic_sampling_rounds",
                f"must be >= 1, got {self.max_dynamic_sampling_rounds}")
         _check_choice(self.dynamic_sampling_exhausted, ("keep", "pad"), "dynamic_sampling_exhausted")
+        _check(self.off_policy_steps in (0, 1), "off_policy_steps", f"must be 0 or 1, got {self.off_policy_steps}")
         _check_choice(self.overlong, OVERLONG_MODES, "overlong")
         _check(self.overlong_buffer_len > 0, "overlong_buffer_len",
                f"must be > 0, got {self.overlong_buffer_len}")

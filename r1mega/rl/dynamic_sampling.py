@@ -99,8 +99,8 @@ class DynamicSamplingSource:
         self.inner, self.max_rounds, self.exhausted, self.unit = inner, max_rounds, exhausted, unit
         self.dp_group = dp_group
 
-    def next(self, step: int) -> RolloutBatch:
-        from r1mega.rl.sources import score
+    def next(self, step: int, version: int | None = None) -> RolloutBatch:
+        from r1mega.rl.sources import Rollouts, score
 
         src, G = self.inner, self.inner.group_size
         need = src.sampler.global_batch
@@ -119,14 +119,22 @@ class DynamicSamplingSource:
         chosen, padded = choose(kept, dropped, need, self.unit, self.exhausted)
         mine = rank_slice(chosen, src.dp_rank, src.dp)
         shared = set.intersection(*(set(g.components) for g in mine))  # e.g. format_rate only where every round had it
-        batch = src.build([x for g in mine for x in g.generations], torch.cat([g.rewards for g in mine]),
-                          {k: torch.cat([g.components[k] for g in mine]) for k in sorted(shared)},
-                          [], [g.prompt for g in mine], {"time_rollout": t_gen, "time_reward": t_score})
+        batch = src.assemble(Rollouts([], [g.prompt for g in mine], [x for g in mine for x in g.generations],
+                                      torch.cat([g.rewards for g in mine]),
+                                      {k: torch.cat([g.components[k] for g in mine]) for k in sorted(shared)},
+                                      {"time_rollout": t_gen, "time_reward": t_score}),
+                             step if version is None else version)
         batch.source_metrics = {"dynamic_sampling_groups_generated": float(generated),
                                 "dynamic_sampling_kept_frac": len(kept) / generated,
                                 "dynamic_sampling_rounds": float(rounds),
                                 "dynamic_sampling_padded_groups": float(padded)}
         return batch
+
+    def sync_weights(self) -> None:
+        self.inner.sync_weights()
+
+    def adopt(self, batch: RolloutBatch) -> RolloutBatch:
+        return self.inner.adopt(batch)
 
     def state_dict(self) -> dict:
         return self.inner.state_dict()

@@ -106,9 +106,9 @@ def phase(timings: dict, key: str):
     timings[key] = timings.get(key, 0.0) + time.perf_counter() - t
 
 
-def step_metrics(batch: RolloutBatch, group_stats: GroupStats, train: dict, mismatch: dict, timings: dict,
-                 ppo_epochs: int = 1) -> dict:
-    """The step's logged metrics: rollout statistics of the whole (gathered) batch, the merged
+def step_metrics(step: int, batch: RolloutBatch, group_stats: GroupStats, train: dict, mismatch: dict,
+                 timings: dict, ppo_epochs: int = 1) -> dict:
+    """Step ``step``'s logged metrics: rollout statistics of the whole (gathered) batch, the merged
     loss metrics (``/`` in keys becomes ``_``), mismatch and source metrics, phase times.
     Token throughputs count real tokens (prompt + response), not padding."""
     comps, n = batch.components, float(len(batch))
@@ -134,6 +134,9 @@ def step_metrics(batch: RolloutBatch, group_stats: GroupStats, train: dict, mism
     m.update({new: train[old] for new, old in aliases.items() if old in train})
     if "actor/clip_frac_low" in train:
         m["clip_fraction"] = train["actor/clip_frac_low"] + train["actor/clip_frac_high"]
+    if batch.versions is not None:  # how many updates behind the trained weights the samples are
+        lag = step - batch.versions
+        m.update(off_policy_lag_mean=float(lag.float().mean()), off_policy_lag_max=float(lag.max()))
     m.update(batch.source_metrics)
     m.update(timings)
     return m

@@ -15,6 +15,8 @@ run draws exactly the prompts and samples the uninterrupted one would have.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -45,6 +47,18 @@ def score(rewarder, gens, records, group_size: int) -> tuple[torch.Tensor, dict]
     return rewards, comps
 
 
+@dataclass
+class Rollouts:
+    """One rank's scored responses of a step, before they become a :class:`RolloutBatch`."""
+
+    sample_ids: list
+    prompts: list
+    generations: list
+    rewards: torch.Tensor
+    components: dict
+    timings: dict
+
+
 class EngineSource:
     """Prompts from ``records`` (``prompts_per_step`` per step over all DP ranks), responses
     from ``engine``, rewards from ``rewarder``."""
@@ -63,24 +77,42 @@ class EngineSource:
         records = [self.records[i] for i in rank_slice(sample_ids, self.dp_rank, self.dp)]
         return sample_ids, records, encode_prompts(records, self.tokenizer, self.template)
 
-    def next(self, step: int) -> RolloutBatch:
+    def next(self, step: int, version: Optional[int] = None) -> RolloutBatch:
+        """The batch of RL step ``step``, generated now with the weights of step ``version``
+        (default ``step``: on-policy)."""
+        return self.assemble(self.produce(step), step if version is None else version)
+
+    def produce(self, step: int) -> Rollouts:
+        """This rank's share of the step: draw, generate, score. No collective communication,
+        so it may run on a background thread while the trainer works (see rl/off_policy.py)."""
         t = time.perf_counter()
         sample_ids, records, prompts = self.draw()
         gens = self.engine.generate([p for p in prompts for _ in range(self.group_size)], self.sampling)
         t_rollout, t = time.perf_counter() - t, time.perf_counter()
         rewards, comps = score(self.rewarder, gens, records, self.group_size)
-        return self.build(gens, rewards, comps, sample_ids, prompts,
-                          {"time_rollout": t_rollout, "time_reward": time.perf_counter() - t})
+        return Rollouts(sample_ids, prompts, gens, rewards, comps,
+                        {"time_rollout": t_rollout, "time_reward": time.perf_counter() - t})
 
-    def build(self, gens, rewards, comps, sample_ids, prompts, timings) -> RolloutBatch:
-        """This rank's generations as tensors, then the whole step's batch on every rank, with
-        the rows this rank computes (:func:`~r1mega.rl.packing.assign_rows`)."""
+    def assemble(self, r: Rollouts, version: int) -> RolloutBatch:
+        """This rank's rollouts as tensors, then the whole step's batch on every rank (a
+        collective), with the rows this rank computes."""
         local = RolloutBatch.from_generations(
-            gens, rewards, comps, self.tokenizer.pad_token_id, agreed_length(gens, self.pad_multiple),
-            sample_ids=sample_ids, prompts=prompts, timings=timings)
-        batch = local.gathered(self.dp_group)
+            r.generations, r.rewards, r.components, self.tokenizer.pad_token_id,
+            agreed_length(r.generations, self.pad_multiple), sample_ids=r.sample_ids, prompts=r.prompts,
+            timings=r.timings)
+        local.versions = torch.full((len(local),), version, dtype=torch.long)
+        return self.adopt(local.gathered(self.dp_group))
+
+    def adopt(self, batch: RolloutBatch) -> RolloutBatch:
+        """Give this rank its rows of a gathered batch (:func:`~r1mega.rl.packing.assign_rows`)."""
+        n = len(batch) // self.dp
+        batch.owned = list(range(self.dp_rank * n, (self.dp_rank + 1) * n)) if self.dp > 1 else None
         assign_rows(batch, self.dp_rank, self.dp, self.balance)
         return batch
+
+    def sync_weights(self) -> None:
+        """The engine serves the trainer's current weights."""
+        self.engine.update_weights()
 
     def state_dict(self) -> dict:
         """Data position and the engine's sampling state, for checkpoints."""
@@ -99,13 +131,13 @@ class ReplaySource(EngineSource):
         super().__init__(**kw)
         self.directory, self.max_tokens = directory, max_tokens
 
-    def next(self, step: int) -> RolloutBatch:
+    def produce(self, step: int) -> Rollouts:
         t = time.perf_counter()
         sample_ids, _, prompts = self.draw()
         gens, rewards, comps = replay.replay_step(self.directory, step, sample_ids, prompts, self.group_size,
                                                   self.max_tokens, self.dp_rank, self.dp)
-        return self.build(gens, rewards, comps, sample_ids, prompts,
-                          {"time_rollout": time.perf_counter() - t, "time_reward": 0.0})
+        return Rollouts(sample_ids, prompts, gens, rewards, comps,
+                        {"time_rollout": time.perf_counter() - t, "time_reward": 0.0})
 
 
 class RecordingSource:
@@ -114,11 +146,17 @@ class RecordingSource:
     def __init__(self, inner, directory: str, group_size: int, dp_group):
         self.inner, self.directory, self.group_size, self.dp_group = inner, directory, group_size, dp_group
 
-    def next(self, step: int) -> RolloutBatch:
-        batch = self.inner.next(step)
-        replay.record_step(self.directory, step, batch.sample_ids, batch.prompts, batch.generations,
-                           batch.rewards, batch.components, self.group_size, self.dp_group)
-        return batch
+    def next(self, step: int, version: Optional[int] = None) -> RolloutBatch:
+        r = self.inner.produce(step)
+        replay.record_step(self.directory, step, r.sample_ids, r.prompts, r.generations, r.rewards, r.components,
+                           self.group_size, self.dp_group)
+        return self.inner.assemble(r, step if version is None else version)
+
+    def sync_weights(self) -> None:
+        self.inner.sync_weights()
+
+    def adopt(self, batch: RolloutBatch) -> RolloutBatch:
+        return self.inner.adopt(batch)
 
     def state_dict(self) -> dict:
         return self.inner.state_dict()
@@ -144,6 +182,7 @@ def build_source(cfg, records: list[dict], tokenizer, engine, rewarder, dims):
         source = ReplaySource(rl.replay_dir, cfg.rollout.max_tokens, **common)
     else:
         source = EngineSource(**common)
+    plain = not rl.dynamic_sampling and not rl.record_dir  # no collectives while it generates
     if rl.dynamic_sampling:
         from r1mega.rl.dynamic_sampling import DynamicSamplingSource, unit_groups
 
@@ -152,4 +191,9 @@ def build_source(cfg, records: list[dict], tokenizer, engine, rewarder, dims):
                                        ps.get_data_parallel_group())
     if rl.record_dir:
         source = RecordingSource(source, rl.record_dir, rl.group_size, ps.get_data_parallel_group())
+    if rl.off_policy_steps:
+        from r1mega.rl.off_policy import OneStepAhead
+
+        separate_vllm = cfg.rollout.engine == "vllm" and not cfg.rollout.vllm.colocate
+        source = OneStepAhead(source, cfg.trainer.max_steps, concurrent=separate_vllm and plain)
     return source

@@ -74,8 +74,8 @@ def run(cfg: R1Config, dims: ParallelDims, make_rewarder=None, train_records=Non
         with phase(timings, "time_train"):
             trained = update(tm, batch, rl, temperature, vocab, layout, cfg.trainer.seed)
         with phase(timings, "time_sync"):
-            engine.update_weights()
-        stage.log(step, step_metrics(batch, groups, trained, mismatch, timings, rl.ppo_epochs))
+            source.sync_weights()
+        stage.log(step, step_metrics(step, batch, groups, trained, mismatch, timings, rl.ppo_epochs))
         if stage.should_eval(step):
             stage.log(step, {f"eval_{k}": v for k, v in stage.evaluate(f"step{step}", engine, rewarder, test).items()})
         if stage.should_save(step):

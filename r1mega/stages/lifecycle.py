@@ -96,6 +96,7 @@ class StageRun:
         meta = None
         if latest is not None:
             meta = ckpt.load_checkpoint(latest, tm)
+            meta["_path"] = str(latest)  # where state saved as files (see save) is read back from
             self.start_step = meta["iteration"]
         elif self.cfg.trainer.init_from:
             ckpt.init_from(self.cfg.trainer.init_from, tm)
@@ -120,9 +121,13 @@ class StageRun:
         return step == self.cfg.trainer.max_steps or bool(interval and step % interval == 0)
 
     def save(self, step: int, tm, state: dict) -> None:
-        """Checkpoint ``tm`` with ``state`` (data position, ...) and the tokenizer beside it."""
+        """Checkpoint ``tm`` with ``state`` (data position, ...; its ``_files`` entry, name ->
+        object, is written with ``torch.save`` into the iteration directory) and the tokenizer
+        beside it."""
+        state = dict(state)
+        files = state.pop("_files", None)
         ckpt.save_checkpoint(self.ckpt_dir, step, tm, {**state, "stage": self.label},
-                             keep=self.cfg.trainer.keep_checkpoints)
+                             keep=self.cfg.trainer.keep_checkpoints, files=files)
         if is_logging_rank():
             self.tokenizer.save_pretrained(str(self.ckpt_dir))
 

@@ -94,8 +94,11 @@ def _set_rng_state(state: dict) -> None:
     tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
 
 
-def save_checkpoint(ckpt_dir: str | Path, iteration: int, tm, extra: dict, keep: int = 2) -> Path:
-    """Save model, optimizer, RNG and ``extra`` (scheduler, data position, ...) atomically."""
+def save_checkpoint(ckpt_dir: str | Path, iteration: int, tm, extra: dict, keep: int = 2,
+                    files: dict | None = None) -> Path:
+    """Save model, optimizer, RNG and ``extra`` (scheduler, data position, ...) atomically;
+    ``files`` (name -> object, the same on every rank) are written by rank 0 with ``torch.save``
+    into the iteration directory before it is committed."""
     from megatron.core import dist_checkpointing
 
     tmp = _start_staging(ckpt_dir, iteration, ("rng", MODEL_DIR, "optim"))
@@ -105,6 +108,9 @@ def save_checkpoint(ckpt_dir: str | Path, iteration: int, tm, extra: dict, keep:
     optim_sd = tm.optimizer.sharded_state_dict(_sharded_model_state(chunks), metadata=OPTIM_METADATA)
     dist_checkpointing.save(optim_sd, str(tmp / "optim"))
     torch.save(_rng_state(), tmp / "rng" / f"rank_{_rank()}.pt")
+    if _rank() == 0:
+        for name, obj in (files or {}).items():
+            torch.save(obj, tmp / name)
     meta = {
         "iteration": iteration,
         "model": dataclasses.asdict(tm.model_cfg),
