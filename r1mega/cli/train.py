@@ -50,6 +50,10 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        from r1mega import lifeline
+
+        lifeline.arm_to_parent()  # a rank under torchrun dies with its agent, SIGKILL included
     _main()
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from r1mega import lifeline
 from r1mega.convert.layout import MODEL_DIR
 from r1mega.models.config import ModelConfig
 from r1mega.models.precision import PrecisionConfig
@@ -81,6 +82,7 @@ def save_model(chunk, path: str | Path) -> None:
 
     Path(path).mkdir(parents=True, exist_ok=True)
     barrier()
+    lifeline.install_checkpoint_writer_queue()
     dist_checkpointing.save(chunk.sharded_state_dict(), str(path))
 
 

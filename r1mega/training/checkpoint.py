@@ -41,6 +41,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from r1mega import lifeline
+
 ITER_FMT = "iter_{:07d}"
 # Megatron's distributed optimizer defaults to a deprecated format that 0.16 can no longer
 # write; 'fully_reshardable' stores canonical per-parameter state, loadable at any layout.
@@ -129,6 +131,7 @@ def save_checkpoint(ckpt_dir: str | Path, iteration: int, tm, extra: dict, keep:
         for sub in ("rng", "model", "optim"):
             (tmp / sub).mkdir(parents=True)
     _barrier()
+    lifeline.install_checkpoint_writer_queue()
     chunks = tm.unwrapped()
     model_sd = _sharded_model_state(chunks)
     dist_checkpointing.save(model_sd, str(tmp / "model"))
@@ -170,6 +173,7 @@ def save_model_weights(ckpt_dir: str | Path, tm, iteration: int = 0) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "model").mkdir(parents=True)
     _barrier()
+    lifeline.install_checkpoint_writer_queue()
     dist_checkpointing.save(_sharded_model_state(tm.unwrapped()), str(tmp / "model"))
     _barrier()
     if _rank() == 0:
