@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Callable
 
 PR_SET_PDEATHSIG = 1
 ORPHAN_EXIT_CODE = 137  # 128 + SIGKILL: what the kernel's way would have reported
@@ -65,7 +66,7 @@ def arm_to_parent() -> None:
         arm(parent)
 
 
-def preexec() -> "callable":
+def preexec() -> Callable[[], None]:
     """A ``preexec_fn`` for ``subprocess`` that arms the child to this process."""
     parent = os.getpid()
 
