@@ -81,6 +81,10 @@ def main() -> None:
     from r1mega.config.renamed import check_overrides
 
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        from r1mega import lifeline
+
+        lifeline.arm_to_parent()  # a rank under torchrun dies with its agent, SIGKILL included
     # Hydra's own handler would print every exception the same way (exit code 1); let them
     # through to tell configuration errors (one line, exit code 2) from failures (traceback, 1).
     os.environ["HYDRA_FULL_ERROR"] = "1"

@@ -43,6 +43,8 @@ from typing import Callable
 
 import torch
 
+from r1mega import lifeline
+
 Materialize = Callable[[str], torch.Tensor]
 """Local parameter name -> its real, contiguous tensor (dtype and shape of the parameter)."""
 
@@ -190,5 +192,6 @@ def save_streaming(chunk, path: str | Path, materialize: Materialize) -> Resolve
     names = {storage_key(t): n for n, t in state.items() if isinstance(t, torch.Tensor)}
     resolver = Resolver(names, materialize)
     Path(path).mkdir(parents=True, exist_ok=True)
+    lifeline.install_checkpoint_writer_queue()
     dist_checkpointing.save(chunk.sharded_state_dict(), str(path), sharded_strategy=_strategy_class()(resolver))
     return resolver

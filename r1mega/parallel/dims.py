@@ -126,7 +126,7 @@ class ParallelDims:
         if dist.get_world_size() != self.world_size:
             raise ConfigError(f"launched with {dist.get_world_size()} processes, layout expects {self.world_size}")
         if parallel_state.model_parallel_is_initialized():
-            parallel_state.destroy_model_parallel()
+            _release_megatron_groups()  # a rebuild: the previous layout's groups go first
         parallel_state.initialize_model_parallel(
             tensor_model_parallel_size=self.tp,
             pipeline_model_parallel_size=self.pp,
@@ -181,3 +181,57 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+
+def world_size_from_env() -> int:
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _megatron_groups(parallel_state) -> list:
+    """The process groups Megatron's ``parallel_state`` refers to (module globals, and groups in
+    its global lists and dicts)."""
+    found = []
+    for name, value in vars(parallel_state).items():
+        if not (name.startswith("_") and name.isupper()):
+            continue
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+        found += [g for g in items if isinstance(g, dist.ProcessGroup)]
+    return found
+
+
+def _release_megatron_groups() -> None:
+    """Destroy every group Megatron built (``destroy_model_parallel`` only destroys its two gloo
+    data-parallel groups and forgets the others, which stay alive in torch.distributed's group
+    map, and a few it does not even forget), keeping torch.distributed's default group."""
+    import sys
+
+    from megatron.core import parallel_state
+
+    groups = _megatron_groups(parallel_state)
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    for name, value in list(vars(parallel_state).items()):
+        if name.startswith("_") and name.isupper() and isinstance(value, dist.ProcessGroup):
+            setattr(parallel_state, name, None)
+    if dist.is_initialized():
+        live = dist.distributed_c10d._world.pg_map
+        default = dist.GroupMember.WORLD
+        for group in {id(g): g for g in groups}.values():
+            if group is not default and group in live:
+                dist.destroy_process_group(group)
+    # Megatron's rotary embeddings memoise ``forward`` with ``functools.lru_cache`` on the
+    # method, which keeps up to 32 models alive -- and with them their groups -- for good.
+    for module, cls in (("megatron.core.models.common.embeddings.rotary_pos_embedding", "RotaryEmbedding"),
+                        ("megatron.core.models.common.embeddings.yarn_rotary_pos_embedding", "YarnRotaryEmbedding")):
+        forward = getattr(getattr(sys.modules.get(module), cls, None), "forward", None)
+        if hasattr(forward, "cache_clear"):
+            forward.cache_clear()
+
+
+def destroy() -> None:
+    """Undo :meth:`ParallelDims.build`: Megatron's groups, then torch.distributed's, so that a
+    process that builds and destroys groups repeatedly (the test suite) ends with the threads it
+    started with (a gloo group's threads live as long as the group). Safe to call when nothing
+    is initialised."""
+    _release_megatron_groups()
+    if dist.is_initialized():
+        dist.destroy_process_group()

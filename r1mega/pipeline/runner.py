@@ -19,28 +19,18 @@ At the end: ``summary.json`` (per-step status and time, and ``eval``: one entry 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from r1mega import lifeline
 from r1mega.config.errors import ConfigError
 from r1mega.pipeline import forked, preflight, report, state, steps
 from r1mega.pipeline.config import PipelineConfig, StepConfig
 from r1mega.pipeline.mixing import mix_sft
 from r1mega.training.ckpt_layout import atomic_write_text
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: the step gets SIGKILL if the orchestrator dies, instead of running on orphaned."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _say(text: str) -> None:
@@ -63,12 +53,12 @@ def run_step(pcfg: PipelineConfig, step: StepConfig, pipeline_dir: Path, args: l
              + (f", repeated to {manifest['records']}" if manifest["repeated_to_min_records"] else ""))
         return
     nproc = step.nproc or pcfg.nproc
-    on_start = _die_with_parent if sys.platform == "linux" else None
+    on_start = lifeline.preexec()  # the step dies with the orchestrator, SIGKILL included
     try:
         if pcfg.launcher == "fork":
             argv = steps.stage_argv(args, step_dir)
             _say(f"fork {nproc} x r1mega-train {' '.join(argv)}")
-            code = forked.run(argv, nproc, steps.free_port(), on_start or (lambda: None))
+            code = forked.run(argv, nproc, steps.free_port(), on_start)
         else:
             cmd = steps.command(args, step_dir, nproc)
             _say(" ".join(cmd))

@@ -46,13 +46,12 @@ def start(cfg: R1Config, dims: ParallelDims) -> Path:
 
 
 def finish() -> None:
-    """Wait for every rank, then destroy Megatron's groups and the default group."""
-    from megatron.core import parallel_state as ps
+    """Wait for every rank, then destroy every process group (Megatron's and the default)."""
+    from r1mega.parallel.dims import destroy
 
     if dist.is_initialized():
         dist.barrier()
-        ps.destroy_model_parallel()
-        dist.destroy_process_group()
+    destroy()
 
 
 def checkpoint_dir(cfg: R1Config) -> Path:

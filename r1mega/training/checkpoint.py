@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from r1mega import lifeline
 from r1mega.config.errors import ConfigError
 from r1mega.training.ckpt_layout import (
     META,
@@ -144,6 +145,7 @@ def _start_staging(ckpt_dir: str | Path, iteration: int, subdirs: tuple) -> Path
         for sub in subdirs:
             (tmp / sub).mkdir(parents=True)
     _barrier()
+    lifeline.install_checkpoint_writer_queue()  # Megatron's writer helpers die with this process
     return tmp
 
 

@@ -48,8 +48,13 @@ def live(tmp_path_factory):
     """family -> (Megatron chunk, ModelConfig, HF tensors, transformers state_dict names)."""
     from r1mega.convert import import_hf, latest_iteration_dir, load_model_config
     from r1mega.convert.megatron_io import build_chunk, load_model, setup
+    from r1mega.parallel.config import ParallelConfig
+    from r1mega.parallel.dims import ParallelDims
     from tests.convert.tiny_models import add_mtp_layers, hf_config, make_hf, read_all
 
+    # The groups go up now, for the whole module (tests/conftest.py destroys them after it):
+    # the chunks built below are shared by several tests.
+    ParallelDims.resolve(ParallelConfig(), 1).build()
     cache = {}
 
     def get(family):

@@ -21,7 +21,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(rank, world, port, fn, args, queue):
+def _entry(parent, rank, world, port, fn, args, queue):
+    from r1mega import lifeline
+
+    lifeline.arm(parent)  # a killed test run leaves no rank behind
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     import warnings
@@ -40,7 +43,7 @@ def run_ranks(world: int, fn, *args, timeout: float = 300.0) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_entry, args=(r, world, port, fn, args, queue)) for r in range(world)]
+    procs = [ctx.Process(target=_entry, args=(os.getpid(), r, world, port, fn, args, queue)) for r in range(world)]
     for p in procs:
         p.start()
     results = {}

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import proctree
+
 SMALL = [
     "stage=sft", "model=deepseek_v3_tiny", "trainer.progress=false", "trainer.plots=true",
     "trainer.global_batch_size=16", "trainer.micro_batch_size=8", "data.synthetic.num_train=2000",
@@ -136,15 +138,21 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path):
     assert train(args, straight).returncode == 0
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "r1mega.cli.train", *args, f"hydra.run.dir={killed}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env, marker = proctree.tagged_env()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if (killed / "checkpoints" / "iter_0000004" / "r1mega.json").exists():
+            helpers = proctree.descendants(proc.pid)
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.05)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    # It had saved checkpoints, so Megatron's checkpoint writer had started its helper
+    # process; none of the run's processes may outlive it.
+    assert helpers, "the run had no helper process to check"
+    assert proctree.survivors(marker, helpers) == []
     resumed = train(args, killed)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((killed / "summary.json").read_text())

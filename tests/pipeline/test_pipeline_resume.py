@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import proctree
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -39,15 +41,22 @@ def test_kill_mid_stage_then_rerun_skips_finished_stages(tmp_path, launcher):
     # The user's non-reasoning data make up a third of the SFT round's data.
     mix = [f"pipeline.extra_sft_files=[{user_sft_data(tmp_path / 'general.jsonl')}]", "pipeline.extra_sft_ratio=0.3333",
            f"pipeline.launcher={launcher}"]
-    proc = subprocess.Popen(pipeline_cmd(run, *mix), cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
+    tagged, tag = proctree.tagged_env(env())
+    proc = subprocess.Popen(pipeline_cmd(run, *mix), cwd=REPO, env=tagged, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     marker = run / "sft" / "checkpoints" / "iter_0000002" / "r1mega.json"
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None and not marker.exists():
         time.sleep(0.05)
     assert proc.poll() is None, "the pipeline ended before the sft step saved a checkpoint"
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, as Ctrl-C or a scheduler would
+    helpers = proctree.descendants(proc.pid)
+    # Only the orchestrator, as the OOM killer would: killing the process group (as Ctrl-C or
+    # a scheduler does) would hide a step, rank or checkpoint-writer helper that does not die
+    # with its parent. None of the pipeline's processes may outlive it.
+    os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert helpers, "the pipeline had no step process to check"
+    assert proctree.survivors(tag, helpers) == []
     finished = ["cold_start", "rejection_sampling", "sft_data"]
     assert all((run / s / "DONE.json").is_file() for s in finished)
     assert not (run / "sft" / "DONE.json").exists()

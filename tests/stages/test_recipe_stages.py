@@ -38,6 +38,21 @@ def policy(tmp_path_factory) -> Path:
     return run / "checkpoints"
 
 
+DISTILL = ["stage=distill_generate", *TINY, "curation.max_prompts=6", "curation.chunk_prompts=2",
+           "curation.samples_per_prompt=1", "curation.require_correct=false", "trainer.global_batch_size=8",
+           "trainer.micro_batch_size=4", *NO_FILTERS]
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory, policy) -> tuple[list, Path]:
+    """One single-rank distill_generate run (6 prompts in 3 chunks): the reference both for a
+    resumed run and for the same run on 2 ranks. Its files are only read."""
+    args = [*DISTILL, f"trainer.init_from={policy}"]
+    run = tmp_path_factory.mktemp("distill") / "straight"
+    train(args, run)
+    return args, run
+
+
 def test_rejection_sampling_keeps_verified_samples_with_provenance(tmp_path, policy):
     data = tmp_path / "prompts.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in [
@@ -71,11 +86,8 @@ def test_rejection_sampling_keeps_verified_samples_with_provenance(tmp_path, pol
     assert summary["dataset"]["kept"] == manifest["kept"]
 
 
-def test_distill_generate_resumes_chunk_by_chunk_and_reproduces(tmp_path, policy):
-    args = ["stage=distill_generate", *TINY, f"trainer.init_from={policy}", "curation.max_prompts=6",
-            "curation.chunk_prompts=2", "curation.samples_per_prompt=1", "curation.require_correct=false", *NO_FILTERS]
-    straight = tmp_path / "straight"
-    train(args, straight)
+def test_distill_generate_resumes_chunk_by_chunk_and_reproduces(tmp_path, distilled):
+    args, straight = distilled
     full = jsonl(straight / "data.jsonl")
     assert len(full) == 6 and json.loads((straight / "manifest.json").read_text())["chunks_resumed"] == 0
     # Simulate a kill while chunk 2 was being written: progress lists chunks 0 and 1 only, and the
@@ -135,15 +147,11 @@ def test_all_scenario_rl_routes_general_prompts_to_the_reward_model(tmp_path, po
     assert not (run / "reward_model").exists()  # the configured model was used, no random one built
 
 
-def test_distill_generate_sharded_over_two_ranks_equals_one_rank(tmp_path, policy):
+def test_distill_generate_sharded_over_two_ranks_equals_one_rank(tmp_path, distilled):
     """Chunks dealt over dp=2 ranks (gloo) merge into exactly the single-rank dataset."""
     from tests.conftest import free_port
 
-    args = ["stage=distill_generate", *TINY, f"trainer.init_from={policy}", "curation.max_prompts=6",
-            "curation.chunk_prompts=2", "curation.samples_per_prompt=1", "curation.require_correct=false",
-            "trainer.global_batch_size=8", "trainer.micro_batch_size=4", *NO_FILTERS]
-    one = tmp_path / "one"
-    train(args, one)
+    args, one = distilled
     two = tmp_path / "two"
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",

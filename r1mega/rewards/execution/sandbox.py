@@ -34,12 +34,12 @@ import os
 import resource
 import select
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from typing import Iterator
 
+from r1mega import lifeline
 from r1mega.rewards.execution import isolation, procs
 
 
@@ -129,6 +129,7 @@ def _nproc_limit(policy: Policy, limits: Limits) -> int:
 def _preexec(policy: Policy, limits: Limits, workdir: str):
     """Build the function that runs in the child between fork and exec (see module docstring)."""
     uid = policy.identity.uid
+    worker = os.getpid()
     cwd = "/tmp" if policy.private_tmp else workdir
     tmp_dirs = [d for d in isolation.TMP_DIRS if os.path.isdir(d)]
     rlimits = [
@@ -157,7 +158,7 @@ def _preexec(policy: Policy, limits: Limits, workdir: str):
             os.setgid(uid)
             os.setuid(uid)
         isolation.prctl(isolation.PR_SET_NO_NEW_PRIVS, 1)
-        isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+        lifeline.arm(worker)  # after setuid, which clears the parent-death signal
 
     return setup, cwd
 

@@ -32,6 +32,7 @@ import signal
 import time
 from typing import Any
 
+from r1mega import lifeline
 from r1mega.rewards.execution import isolation, procs
 
 
@@ -68,7 +69,7 @@ def run_job(fn, args: tuple, soft_timeout_s: float | None) -> tuple[str, Any, st
 
 
 def _init_process(memory_mb: int | None, identity: isolation.SandboxIdentity) -> None:
-    isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+    lifeline.arm_to_parent()  # the forkserver (itself tied to the pool's process), or the pool's process
     isolation.prctl(isolation.PR_SET_DUMPABLE, 0)  # hide our environ from same-uid programs
     isolation.become_subreaper()  # orphaned sandbox processes come back to us for reaping
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle

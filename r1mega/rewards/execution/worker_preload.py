@@ -9,7 +9,15 @@ shows up again in the first job.
 
 from __future__ import annotations
 
+import sys
+
+from r1mega import lifeline
 from r1mega.rewards.execution import worker  # noqa: F401  (the worker loop itself)
+
+
+def _in_forkserver() -> bool:
+    """True in the server ``multiprocessing.forkserver`` starts (``python -c 'from multiprocessing.forkserver import main; ...'``)."""
+    return sys.argv[:1] == ["-c"] and "multiprocessing.forkserver" in sys.modules
 
 
 def warm() -> None:
@@ -25,4 +33,8 @@ def warm() -> None:
         pass
 
 
+if _in_forkserver():
+    # The forkserver stops when the pool's process closes its end of a pipe, but a process
+    # forked from the pool's process holds that end too; die with the parent regardless.
+    lifeline.arm_to_parent()
 warm()
