@@ -17,7 +17,7 @@ import uuid
 
 import psutil
 
-from r1mega.rewards.procs import pids_with_marker
+from r1mega.rewards.execution.procs import pids_with_marker
 
 VAR = "R1MEGA_TEST_TREE"
 
@@ -77,3 +77,23 @@ def survivors(marker: str, before: dict[int, float], timeout_s: float = 15.0) ->
         if not left or time.monotonic() > deadline:
             return _describe(sorted(left))
         time.sleep(0.1)
+
+
+def run_and_kill(cmd: list[str], when, env: dict | None = None, timeout_s: float = 600.0) -> None:
+    """Start ``cmd``, SIGKILL it as soon as the path ``when`` exists, and assert that the run was
+    killed (not finished) and that none of its processes outlives it."""
+    import signal
+    import subprocess
+
+    env, marker = tagged_env(env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline, helpers = time.time() + timeout_s, {}
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(when):
+            helpers = descendants(proc.pid)
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert survivors(marker, helpers) == []

@@ -34,6 +34,7 @@ import torch.distributed as dist
 from r1mega.data.sampler import rank_slice
 from r1mega.rl.advantages import constant_groups, group_rewards
 from r1mega.rl.batch import RolloutBatch
+from r1mega.rl.sources import Wrapper
 from r1mega.rollout.base import Generation
 
 
@@ -92,11 +93,12 @@ def _gather(groups: list[Group], group) -> list[Group]:
     return [g for part in parts for g in part]
 
 
-class DynamicSamplingSource:
+class DynamicSamplingSource(Wrapper):
     """``inner``'s prompts, engine and rewarder, with the DAPO filter (see module doc)."""
 
     def __init__(self, inner, max_rounds: int, exhausted: str, unit: int, dp_group):
-        self.inner, self.max_rounds, self.exhausted, self.unit = inner, max_rounds, exhausted, unit
+        super().__init__(inner)
+        self.max_rounds, self.exhausted, self.unit = max_rounds, exhausted, unit
         self.dp_group = dp_group
 
     def next(self, step: int, version: int | None = None) -> RolloutBatch:
@@ -129,15 +131,3 @@ class DynamicSamplingSource:
                                 "dynamic_sampling_rounds": float(rounds),
                                 "dynamic_sampling_padded_groups": float(padded)}
         return batch
-
-    def sync_weights(self) -> None:
-        self.inner.sync_weights()
-
-    def adopt(self, batch: RolloutBatch) -> RolloutBatch:
-        return self.inner.adopt(batch)
-
-    def state_dict(self) -> dict:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.inner.load_state_dict(state)

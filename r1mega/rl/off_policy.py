@@ -36,17 +36,19 @@ from typing import Optional
 import torch
 
 from r1mega.rl.batch import RolloutBatch
+from r1mega.rl.sources import Wrapper
 
 AHEAD_FILE = "rollout_ahead.pt"
 """The batch generated ahead, in a checkpoint's iteration directory."""
 SAVED = ("tokens", "labels", "mask", "rollout_logp", "truncated", "lengths", "row_lengths", "rewards", "versions")
 
 
-class OneStepAhead:
+class OneStepAhead(Wrapper):
     """``inner``'s batches, each generated one step before it is trained on (see module doc)."""
 
     def __init__(self, inner, max_steps: int, concurrent: bool = False):
-        self.inner, self.max_steps, self.concurrent = inner, max_steps, concurrent
+        super().__init__(inner)
+        self.max_steps, self.concurrent = max_steps, concurrent
         self.pending: Optional[RolloutBatch] = None
         self._thread: Optional[threading.Thread] = None
         self._raw = None

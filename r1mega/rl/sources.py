@@ -140,17 +140,12 @@ class ReplaySource(EngineSource):
                         {"time_rollout": time.perf_counter() - t, "time_reward": 0.0})
 
 
-class RecordingSource:
-    """``inner``'s batches, each also written to ``directory`` (collective over ``dp_group``)."""
+class Wrapper:
+    """A source around another (``inner``): weight sync, row ownership and checkpoint state are
+    the inner source's unless the wrapper says otherwise."""
 
-    def __init__(self, inner, directory: str, group_size: int, dp_group):
-        self.inner, self.directory, self.group_size, self.dp_group = inner, directory, group_size, dp_group
-
-    def next(self, step: int, version: Optional[int] = None) -> RolloutBatch:
-        r = self.inner.produce(step)
-        replay.record_step(self.directory, step, r.sample_ids, r.prompts, r.generations, r.rewards, r.components,
-                           self.group_size, self.dp_group)
-        return self.inner.assemble(r, step if version is None else version)
+    def __init__(self, inner):
+        self.inner = inner
 
     def sync_weights(self) -> None:
         self.inner.sync_weights()
@@ -163,6 +158,21 @@ class RecordingSource:
 
     def load_state_dict(self, state: dict) -> None:
         self.inner.load_state_dict(state)
+
+
+class RecordingSource(Wrapper):
+    """``inner``'s batches, each also written to ``directory`` (collective over ``dp_group``)."""
+
+    def __init__(self, inner, directory: str, group_size: int, dp_group):
+        super().__init__(inner)
+        self.directory, self.group_size, self.dp_group = directory, group_size, dp_group
+
+    def next(self, step: int, version: Optional[int] = None) -> RolloutBatch:
+        r = self.inner.produce(step)
+        replay.record_step(self.directory, step, r.sample_ids, r.prompts, r.generations, r.rewards, r.components,
+                           self.group_size, self.dp_group)
+        return self.inner.assemble(r, step if version is None else version)
+
 
 
 def build_source(cfg, records: list[dict], tokenizer, engine, rewarder, dims):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests import proctree
 
 HERE = Path(__file__).parent
 # group_size 2 with a reward that is 1 for about a third of the texts: a group is constant with
@@ -82,15 +82,7 @@ def test_kill_and_resume_draws_the_same_prompts(tmp_path):
     out = subprocess.run(_cmd(straight, extra), capture_output=True, text=True, env=_env(), timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(killed, extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if (killed / "checkpoints" / "iter_0000002" / "r1mega.json").exists():
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    proctree.run_and_kill(_cmd(killed, extra), killed / "checkpoints" / "iter_0000002" / "r1mega.json", env=_env())
     out = subprocess.run(_cmd(killed, extra), capture_output=True, text=True, env=_env(), timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     a, b = _rows(straight), _rows(killed)

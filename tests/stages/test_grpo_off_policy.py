@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests import proctree
 
 HERE = Path(__file__).parent
 LEARN = ["stage=r1_zero", "model=deepseek_v3_tiny", "trainer.progress=false", "trainer.plots=false",
@@ -63,16 +63,8 @@ def test_kill_with_a_batch_in_flight_resumes_exactly(tmp_path):
     assert out.returncode == 0, out.stderr[-4000:]
     assert (straight / "checkpoints" / "iter_0000002" / "rollout_ahead.pt").is_file()  # the batch in flight
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd("hash", killed, args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=_env())
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if (killed / "checkpoints" / "iter_0000002" / "r1mega.json").exists():
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    proctree.run_and_kill(_cmd("hash", killed, args), killed / "checkpoints" / "iter_0000002" / "r1mega.json",
+                          env=_env())
     out = subprocess.run(_cmd("hash", killed, args), capture_output=True, text=True, env=_env(), timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
     a, b = _rows(straight), _rows(killed)
