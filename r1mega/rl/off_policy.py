@@ -9,10 +9,12 @@ whose weights generated it (``RolloutBatch.versions``), and the step logs the la
 
 Where the generation runs:
 
-* ``concurrent`` (vLLM on its own GPUs, ``rollout.vllm.colocate=false``): on a background
-  thread, while the trainer runs the step; only the local part (draw, generate, score) runs
-  there, and the collectives that turn it into a batch run on the main thread when it is
-  needed. :meth:`sync_weights` waits for the thread before the engine's weights change.
+* ``concurrent`` (vLLM on its own GPUs, ``rollout.vllm.colocate=false``, one trainer rank):
+  on a background thread, while the trainer runs the step; only the local part (draw,
+  generate, score) runs there, and the collectives that turn it into a batch run on the main
+  thread when it is needed. :meth:`sync_weights` waits for the thread before the engine's
+  weights change. With several trainer ranks the vLLM placement gathers prompts across them,
+  which must not race the trainer's collectives, so they generate ahead without a thread.
 * otherwise (the built-in engine samples from the training model itself; colocated vLLM shares
   the GPU): right away, before the step trains. The data flow is the same, only not overlapped.
 
@@ -110,7 +112,8 @@ class OneStepAhead(Wrapper):
         state = dict(self.inner.state_dict())
         if self.pending is not None:
             b = self.pending
-            state["_files"] = {AHEAD_FILE: {**{k: getattr(b, k) for k in SAVED}, "components": b.components}}
+            state["_files"] = {AHEAD_FILE: {**{k: getattr(b, k) for k in SAVED}, "components": b.components,
+                                            "source_metrics": b.source_metrics}}
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -124,7 +127,7 @@ class OneStepAhead(Wrapper):
         if os.path.exists(file):
             saved = torch.load(file, weights_only=True)
             batch = RolloutBatch(**{k: saved[k] for k in SAVED if k != "versions"}, components=saved["components"],
-                                 versions=saved["versions"])
+                                 versions=saved["versions"], source_metrics=saved.get("source_metrics", {}))
             self.pending = self.inner.adopt(batch)
 
 

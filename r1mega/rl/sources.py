@@ -83,8 +83,10 @@ class EngineSource:
         return self.assemble(self.produce(step), step if version is None else version)
 
     def produce(self, step: int) -> Rollouts:
-        """This rank's share of the step: draw, generate, score. No collective communication,
-        so it may run on a background thread while the trainer works (see rl/off_policy.py)."""
+        """This rank's share of the step: draw, generate, score. It communicates only inside the
+        engine (vLLM placement gathers the prompts of trainer ranks that share an engine), so
+        with a single trainer rank it may run on a background thread while the trainer works
+        (see rl/off_policy.py)."""
         t = time.perf_counter()
         sample_ids, records, prompts = self.draw()
         gens = self.engine.generate([p for p in prompts for _ in range(self.group_size)], self.sampling)
@@ -204,6 +206,9 @@ def build_source(cfg, records: list[dict], tokenizer, engine, rewarder, dims):
     if rl.off_policy_steps:
         from r1mega.rl.off_policy import OneStepAhead
 
+        # On a thread only where generating needs no collective: vLLM on its own GPUs serving
+        # one trainer rank (with several, the placement's prompt gathers would race the
+        # trainer's collectives), and no dynamic sampling or recording.
         separate_vllm = cfg.rollout.engine == "vllm" and not cfg.rollout.vllm.colocate
-        source = OneStepAhead(source, cfg.trainer.max_steps, concurrent=separate_vllm and plain)
+        source = OneStepAhead(source, cfg.trainer.max_steps, concurrent=separate_vllm and plain and dims.world_size == 1)
     return source

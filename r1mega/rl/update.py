@@ -20,6 +20,15 @@ from r1mega.rl.packing import Layout, schedule_shape, split
 from r1mega.training.step import scale_for_megatron, train_step
 
 
+def minibatches(rows: list[int], count: int, gen: torch.Generator) -> list[list[int]]:
+    """``rows`` shuffled (when ``count > 1``) and cut into ``count`` mini-batches that cover every
+    row once: with packing a rank's share of rows need not divide by ``count`` (a rank may even
+    own fewer rows than that; its empty mini-batches still join the step's collectives)."""
+    n = len(rows)
+    order = [rows[i] for i in torch.randperm(n, generator=gen).tolist()] if count > 1 else list(rows)
+    return [order[j * n // count:(j + 1) * n // count] for j in range(count)]
+
+
 def update(tm, batch: RolloutBatch, rl: GRPOConfig, temperature: float, vocab_limit: int, layout: Layout,
            seed: int) -> dict:
     """Train on the rows this rank owns (advantages set); returns the merged loss and optimizer
@@ -29,15 +38,11 @@ def update(tm, batch: RolloutBatch, rl: GRPOConfig, temperature: float, vocab_li
     from r1mega.parallel.comm import broadcast_from_last_stage
 
     dp_group, dp = ps.get_data_parallel_group(), ps.get_data_parallel_world_size()
-    rows = batch.owned_rows()
-    n = len(rows)
-    per_mini = n // rl.num_minibatches
     gen = torch.Generator().manual_seed(seed + tm.scheduler.num_steps)
     metrics = LossMetrics(rl.updates)
     for _ in range(rl.ppo_epochs):
-        order = [rows[i] for i in torch.randperm(n, generator=gen).tolist()] if rl.num_minibatches > 1 else rows
-        for j in range(rl.num_minibatches):
-            _, mbs = split(batch, order[j * per_mini:(j + 1) * per_mini], layout)
+        for rows in minibatches(batch.owned_rows(), rl.num_minibatches, gen):
+            _, mbs = split(batch, rows, layout)
             denom = global_loss_denominator([b.mask for b in mbs], rl.loss_agg, group=dp_group)
             step = grpo_step(rl, temperature, vocab_limit, max(denom, 1), scale_for_megatron(len(mbs), dp))
             seq_length, mbs_arg = schedule_shape(mbs, layout)

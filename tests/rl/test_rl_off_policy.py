@@ -109,3 +109,4 @@ def test_the_batch_in_flight_is_saved_and_restored(tmp_path):
     b = restored.next(3)
     assert (int(b.labels[0, 1]), int(b.versions[0])) == (3, 2)  # not regenerated: the saved one
     assert restored.inner.calls == src.calls + 1  # only step 4 was generated after the resume
+

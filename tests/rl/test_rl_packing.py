@@ -121,3 +121,13 @@ def test_split_padded_and_packed_cover_the_same_rows():
     assert sorted(r for p in parts for r in p) == sorted(rows)
     assert all(int(b.row_lengths[p].sum()) <= 16 for p in parts)
     assert all(mb.packed for mb in mbs)
+
+
+def test_minibatches_cover_every_row_once_even_when_they_do_not_divide():
+    # with packing a rank's rows are a token-balanced share: 1 or 3 rows for 2 mini-batches
+    from r1mega.rl.update import minibatches
+
+    for rows in ([7], [4, 9, 2], list(range(10)), []):
+        parts = minibatches(rows, 2, torch.Generator().manual_seed(0))
+        assert len(parts) == 2 and sorted(r for p in parts for r in p) == sorted(rows)
+    assert minibatches([3, 1, 2], 1, torch.Generator()) == [[3, 1, 2]]  # one mini-batch keeps the order
