@@ -62,6 +62,18 @@ class HFConfig:
         return {k: v for k, v in self.raw.items() if k not in self.used and k not in DROPPED_KEYS}
 
 
+def require_full_attention(hf: HFConfig, family: str) -> None:
+    """InputError unless every layer of the checkpoint uses full attention (Megatron-Core has no
+    sliding window); the Qwen families declare it with ``use_sliding_window`` / ``layer_types``."""
+    if hf.get("use_sliding_window", False):
+        raise InputError(f"config.json use_sliding_window=true is not supported for {family} "
+                         "(Megatron-Core has no sliding window)")
+    hf.get("sliding_window"), hf.get("max_window_layers")  # meaningful only with use_sliding_window
+    layer_types = hf.get("layer_types") or []
+    if any(t != "full_attention" for t in layer_types):
+        raise InputError(f"config.json layer_types={sorted(set(layer_types))} is not supported (full_attention only)")
+
+
 def read_rope(hf: HFConfig) -> dict:
     """``{"type", "theta", ...scaling params}`` from either config dialect."""
     params = dict(hf.get("rope_parameters") or {})

@@ -15,7 +15,8 @@ from __future__ import annotations
 from r1mega.config.errors import InputError
 from r1mega.convert.mappings.base import Entry, MappingOptions
 from r1mega.convert.mappings.dense import dense_decoder_entries, gqa_fields
-from r1mega.convert.mappings.hf_config import HFConfig, common_fields, common_hf, read_rope, rope_fields
+from r1mega.convert.mappings.hf_config import (HFConfig, common_fields, common_hf, read_rope,
+                                               require_full_attention, rope_fields)
 from r1mega.models.config import ModelConfig
 
 MODEL_TYPE = "qwen3"
@@ -29,13 +30,7 @@ def entries(cfg: ModelConfig, opts: MappingOptions) -> list[Entry]:
 def attention_fields(hf: HFConfig, common: dict, family: str) -> dict:
     """The Qwen3 attention facts (shared with Qwen3-MoE): GQA, head_dim, QK-norm, plain rope."""
     hf.expect("attention_bias", (False,), False)
-    if hf.get("use_sliding_window", False):
-        raise InputError(f"config.json use_sliding_window=true is not supported for {family} "
-                         "(Megatron-Core has no sliding window)")
-    hf.get("sliding_window"), hf.get("max_window_layers")  # meaningful only with use_sliding_window
-    layer_types = hf.get("layer_types") or []
-    if any(t != "full_attention" for t in layer_types):
-        raise InputError(f"config.json layer_types={sorted(set(layer_types))} is not supported (full_attention only)")
+    require_full_attention(hf, family)
     rope = read_rope(hf)
     if rope["rope_type"] != "default":
         raise InputError(f"config.json rope_parameters.rope_type={rope['rope_type']!r} is not supported for "
